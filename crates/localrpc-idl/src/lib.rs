@@ -1,0 +1,24 @@
+//! Varlink interface definitions (the IDL of UAPI.20 / varlink.org).
+//!
+//! This crate owns everything about `.varlink` text and nothing about sockets:
+//! - [`parse`] turns interface text into an [`Interface`] (keeping doc comments),
+//! - validation runs inside [`parse`] (names, duplicates, unresolved types, nesting depth),
+//!   reporting `line:column` and what was expected,
+//! - [`format()`] prints the canonical form,
+//! - [`check_value`] / [`check_parameters`] validate JSON against a type and name the first
+//!   offending field path,
+//! - [`systemd_lint`] lists constructs that are valid varlink but that systemd's parser rejects.
+//!
+//! It is its own crate so that code generators can use it without the runtime.
+
+mod ast;
+mod check;
+mod format;
+mod lint;
+mod parse;
+
+pub use ast::{EnumVariant, ErrorDef, Field, Interface, Member, Method, Type, TypeDef};
+pub use check::{CheckError, check_parameters, check_value};
+pub use format::{MAX_WIDTH, format};
+pub use lint::systemd_lint;
+pub use parse::{MAX_DEPTH, ParseError, parse};

@@ -1,0 +1,16 @@
+//! Interfaces, routing and dispatch: everything between a parsed call and its replies.
+//!
+//! A [`Service`] is a set of interfaces, each an IDL text plus handlers. It takes one message's
+//! bytes and writes the replies into an [`Output`]; it never touches a socket, so a test can
+//! drive a whole service with byte strings. `org.varlink.service` is built in.
+
+mod context;
+mod error;
+mod registry;
+
+pub use context::{CallContext, OpId, PeerCredentials};
+pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
+pub use registry::{
+    BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult,
+    Output, RawStream, Replies, Reply, ReplyError, Service, ServiceBuilder, UpgradeHandler,
+};

@@ -1,0 +1,465 @@
+//! The registry of interfaces and the dispatcher that routes one call to its handler.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use localrpc_idl::{Interface, Member};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::context::{CallContext, OpId, PeerCredentials};
+use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
+use crate::wire::{CallMessage, ProtocolError, encode_reply};
+
+/// A boxed, sendable future (handlers are stored as trait objects).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a handler returns: its final reply or an error reply.
+pub type MethodResult = Result<Reply, ErrorReply>;
+
+/// A raw byte stream left after an `upgrade` (socket plus any bytes already buffered).
+pub trait RawStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> RawStream for T {}
+
+/// Takes over a connection after the upgrade confirmation has been sent.
+pub type UpgradeHandler = Box<dyn FnOnce(Box<dyn RawStream>) -> BoxFuture<'static, ()> + Send>;
+
+/// A handler's final reply.
+pub enum Reply {
+    /// An ordinary reply with these parameters (empty ones are omitted on the wire).
+    Parameters(Map<String, Value>),
+    /// Confirm an `upgrade` call with these parameters, then hand the raw stream to `handler`.
+    Upgrade {
+        /// Parameters of the confirming reply.
+        parameters: Map<String, Value>,
+        /// Runs with the raw connection once the confirmation is written.
+        handler: UpgradeHandler,
+    },
+}
+
+impl Reply {
+    /// A reply without parameters.
+    pub fn empty() -> Reply {
+        Reply::Parameters(Map::new())
+    }
+
+    /// A reply whose parameters are `value` serialized; it must serialize to a JSON object.
+    pub fn with(value: impl Serialize) -> MethodResult {
+        match serde_json::to_value(value) {
+            Ok(Value::Object(map)) => Ok(Reply::Parameters(map)),
+            Ok(other) => Err(internal_error(format!("reply is not a JSON object: {other}"))),
+            Err(e) => Err(internal_error(format!("reply does not serialize: {e}"))),
+        }
+    }
+}
+
+impl From<Map<String, Value>> for Reply {
+    fn from(parameters: Map<String, Value>) -> Reply {
+        Reply::Parameters(parameters)
+    }
+}
+
+fn internal_error(message: String) -> ErrorReply {
+    tracing::error!(%message, "handler produced an invalid reply");
+    ErrorReply::new("io.localrpc.InternalError", json!({ "message": message }))
+}
+
+/// Where replies go: a connection's output buffer and a way to write it out.
+pub trait Output: Send {
+    /// The buffer replies are appended to, in order.
+    fn buffer(&mut self) -> &mut Vec<u8>;
+    /// Writes out everything buffered so far (used for streamed replies).
+    fn flush(&mut self) -> BoxFuture<'_, io::Result<()>>;
+}
+
+/// Why a streamed reply could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// The call was made without `more`, so only the final reply may be sent.
+    #[error("the call was made without the 'more' flag; only a final reply may be sent")]
+    NotStreaming,
+    /// The parameters do not serialize to a JSON object.
+    #[error("reply parameters do not serialize to a JSON object: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The peer is gone; stop producing replies.
+    #[error("the peer disconnected: {0}")]
+    Disconnected(#[from] io::Error),
+}
+
+/// Lets a handler send `continues` replies to a `more` call before its final reply.
+pub struct Replies<'a> {
+    out: &'a mut dyn Output,
+    more: bool,
+}
+
+impl Replies<'_> {
+    /// True when the caller set `more`, so intermediate replies may be sent.
+    pub fn streaming(&self) -> bool {
+        self.more
+    }
+
+    /// Sends one reply with `"continues": true` and writes it out at once.
+    pub async fn send(&mut self, parameters: impl Serialize) -> Result<(), ReplyError> {
+        if !self.more {
+            return Err(ReplyError::NotStreaming);
+        }
+        encode_reply(self.out.buffer(), &parameters, true, None)?;
+        self.out.flush().await?;
+        Ok(())
+    }
+}
+
+/// One call as a handler sees it.
+pub struct Call<'a> {
+    /// The parameters, already checked against the method's IDL.
+    pub parameters: Map<String, Value>,
+    /// Op id, peer credentials, flags.
+    pub context: &'a CallContext,
+    /// For streamed (`more`) replies.
+    pub replies: Replies<'a>,
+}
+
+impl Call<'_> {
+    /// A parameter deserialized into `T`, or `InvalidParameter` naming it.
+    pub fn parameter<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ErrorReply> {
+        let value = self.parameters.get(name).cloned().unwrap_or(Value::Null);
+        serde_json::from_value(value).map_err(|_| ErrorReply::invalid_parameter(name))
+    }
+}
+
+/// A method implementation.
+///
+/// Implemented for closures `|call: Call<'_>| Box::pin(async move { ... })`; generated code
+/// implements it directly.
+pub trait MethodHandler: Send + Sync + 'static {
+    /// Serves one call.
+    fn call<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, MethodResult>;
+}
+
+impl<F> MethodHandler for F
+where
+    F: for<'a> Fn(Call<'a>) -> BoxFuture<'a, MethodResult> + Send + Sync + 'static,
+{
+    fn call<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, MethodResult> {
+        self(call)
+    }
+}
+
+/// Which flag a method insists on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requires {
+    Nothing,
+    More,
+    Upgrade,
+}
+
+struct MethodSlot {
+    /// Index of the method's declaration in the interface's members.
+    member: usize,
+    handler: Option<Box<dyn MethodHandler>>,
+    requires: Requires,
+}
+
+struct InterfaceEntry {
+    text: String,
+    idl: Interface,
+    methods: HashMap<String, MethodSlot>,
+}
+
+/// A mistake in how a service was put together.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The IDL text does not parse.
+    #[error("invalid interface definition: {0}")]
+    Idl(#[from] localrpc_idl::ParseError),
+    /// A handler was registered for a method the IDL does not declare.
+    #[error("interface {interface} declares no method {method}")]
+    UndeclaredMethod {
+        /// The interface.
+        interface: String,
+        /// The method name.
+        method: String,
+    },
+    /// The same interface was registered twice.
+    #[error("interface {0} is registered twice")]
+    DuplicateInterface(String),
+}
+
+/// One interface under construction: its IDL text and the handlers of its methods.
+pub struct InterfaceBuilder {
+    entry: InterfaceEntry,
+    error: Option<BuildError>,
+}
+
+impl InterfaceBuilder {
+    /// Starts an interface from its IDL text (served verbatim by GetInterfaceDescription).
+    pub fn new(idl_text: impl Into<String>) -> Result<Self, BuildError> {
+        let text = idl_text.into();
+        let idl = localrpc_idl::parse(&text)?;
+        let methods = idl
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(member, m)| match m {
+                Member::Method(m) => Some((
+                    m.name.clone(),
+                    MethodSlot { member, handler: None, requires: Requires::Nothing },
+                )),
+                _ => None,
+            })
+            .collect();
+        Ok(InterfaceBuilder { entry: InterfaceEntry { text, idl, methods }, error: None })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.entry.idl.name
+    }
+
+    fn register(mut self, name: &str, handler: Box<dyn MethodHandler>, requires: Requires) -> Self {
+        match self.entry.methods.get_mut(name) {
+            Some(slot) => {
+                slot.handler = Some(handler);
+                slot.requires = requires;
+            }
+            None => {
+                self.error.get_or_insert(BuildError::UndeclaredMethod {
+                    interface: self.entry.idl.name.clone(),
+                    method: name.to_owned(),
+                });
+            }
+        }
+        self
+    }
+
+    /// Serves `name` with a closure `|call| Box::pin(async move { ... })`. Declared methods
+    /// without a handler answer `MethodNotImplemented`.
+    pub fn method<F>(self, name: &str, handler: F) -> Self
+    where
+        F: for<'a> Fn(Call<'a>) -> BoxFuture<'a, MethodResult> + Send + Sync + 'static,
+    {
+        self.register(name, Box::new(handler), Requires::Nothing)
+    }
+
+    /// Serves a method that only works with `more`; without it callers get `ExpectedMore`.
+    pub fn streaming_method<F>(self, name: &str, handler: F) -> Self
+    where
+        F: for<'a> Fn(Call<'a>) -> BoxFuture<'a, MethodResult> + Send + Sync + 'static,
+    {
+        self.register(name, Box::new(handler), Requires::More)
+    }
+
+    /// Serves a method that only works with `upgrade`; without it callers get
+    /// `ExpectedUpgrade`.
+    pub fn upgrade_method<F>(self, name: &str, handler: F) -> Self
+    where
+        F: for<'a> Fn(Call<'a>) -> BoxFuture<'a, MethodResult> + Send + Sync + 'static,
+    {
+        self.register(name, Box::new(handler), Requires::Upgrade)
+    }
+
+    /// Serves `name` with any [`MethodHandler`] (generated code uses this).
+    pub fn handler(self, name: &str, handler: impl MethodHandler, requires_more: bool) -> Self {
+        let requires = if requires_more { Requires::More } else { Requires::Nothing };
+        self.register(name, Box::new(handler), requires)
+    }
+}
+
+/// Builds a [`Service`]: identity for GetInfo plus interfaces in registration order.
+pub struct ServiceBuilder {
+    vendor: String,
+    product: String,
+    version: String,
+    url: String,
+    interfaces: Vec<InterfaceBuilder>,
+}
+
+impl Default for ServiceBuilder {
+    fn default() -> Self {
+        ServiceBuilder {
+            vendor: String::new(),
+            product: String::new(),
+            version: String::new(),
+            url: String::new(),
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+impl ServiceBuilder {
+    /// GetInfo's `vendor`.
+    pub fn vendor(mut self, vendor: impl Into<String>) -> Self {
+        self.vendor = vendor.into();
+        self
+    }
+    /// GetInfo's `product`.
+    pub fn product(mut self, product: impl Into<String>) -> Self {
+        self.product = product.into();
+        self
+    }
+    /// GetInfo's `version`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+    /// GetInfo's `url`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+    /// Adds an interface; GetInfo lists interfaces in the order they were added.
+    pub fn interface(mut self, interface: InterfaceBuilder) -> Self {
+        self.interfaces.push(interface);
+        self
+    }
+
+    /// Checks the registrations and builds the service.
+    pub fn build(mut self) -> Result<Service, BuildError> {
+        let mut names = vec![ORG_VARLINK_SERVICE.to_owned()];
+        let mut texts = HashMap::from([(
+            ORG_VARLINK_SERVICE.to_owned(),
+            ORG_VARLINK_SERVICE_IDL.to_owned(),
+        )]);
+        for builder in &mut self.interfaces {
+            if let Some(error) = builder.error.take() {
+                return Err(error);
+            }
+            let name = builder.name().to_owned();
+            if texts.insert(name.clone(), builder.entry.text.clone()).is_some() {
+                return Err(BuildError::DuplicateInterface(name));
+            }
+            names.push(name);
+        }
+        let info = json!({
+            "vendor": self.vendor,
+            "product": self.product,
+            "version": self.version,
+            "url": self.url,
+            "interfaces": names,
+        });
+        let introspection = introspection_interface(info, texts)?;
+        let mut interfaces = HashMap::new();
+        for builder in std::iter::once(introspection).chain(self.interfaces) {
+            interfaces.insert(builder.entry.idl.name.clone(), builder.entry);
+        }
+        Ok(Service { interfaces })
+    }
+}
+
+/// The IDL of `org.varlink.service`, served for GetInterfaceDescription.
+pub(crate) const ORG_VARLINK_SERVICE_IDL: &str = include_str!("org.varlink.service.varlink");
+
+fn introspection_interface(
+    info: Value,
+    texts: HashMap<String, String>,
+) -> Result<InterfaceBuilder, BuildError> {
+    let info = Arc::new(info);
+    let texts = Arc::new(texts);
+    Ok(InterfaceBuilder::new(ORG_VARLINK_SERVICE_IDL)?
+        .method("GetInfo", move |_call| {
+            let info = info.clone();
+            Box::pin(async move { Reply::with(&*info) })
+        })
+        .method("GetInterfaceDescription", move |call| {
+            let texts = texts.clone();
+            Box::pin(async move {
+                let interface: String = call.parameter("interface")?;
+                match texts.get(&interface) {
+                    Some(text) => Reply::with(json!({ "description": text })),
+                    None => Err(ErrorReply::interface_not_found(&interface)),
+                }
+            })
+        }))
+}
+
+/// What the connection does after a call was dispatched.
+pub enum Dispatched {
+    /// Go on reading calls.
+    Continue,
+    /// The confirmation is buffered; flush it, then give the raw stream to this handler.
+    Upgrade(UpgradeHandler),
+}
+
+/// A set of interfaces ready to serve calls.
+pub struct Service {
+    interfaces: HashMap<String, InterfaceEntry>,
+}
+
+impl Service {
+    /// Starts building a service.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
+    }
+
+    /// Handles one message (its bytes without the NUL): parses it, routes it, checks its
+    /// parameters, runs the handler and appends the replies to `out`.
+    ///
+    /// A protocol violation is returned as an error: the caller must close the connection.
+    /// Everything else (unknown interface or method, bad parameters, handler errors) becomes
+    /// an error reply and the connection stays usable.
+    pub async fn handle(
+        &self,
+        message: &[u8],
+        peer: Option<PeerCredentials>,
+        out: &mut dyn Output,
+    ) -> Result<Dispatched, ProtocolError> {
+        let call = CallMessage::parse(message)?;
+        let flags = call.flags;
+        let result = self.route(call, peer, out).await;
+        if flags.oneway {
+            if let Err(error) = &result {
+                tracing::debug!(%error, "oneway call failed; no reply is sent");
+            }
+            return Ok(Dispatched::Continue);
+        }
+        let buffer = out.buffer();
+        let (parameters, error, upgrade) = match result {
+            Ok(Reply::Parameters(p)) => (p, None, None),
+            Ok(Reply::Upgrade { parameters, handler }) => {
+                (parameters, None, flags.upgrade.then_some(handler))
+            }
+            Err(ErrorReply { name, parameters }) => (parameters, Some(name), None),
+        };
+        // A Map always serializes to an object, so encoding cannot fail.
+        let _ = encode_reply(buffer, &parameters, false, error.as_deref());
+        Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
+    }
+
+    async fn route(
+        &self,
+        call: CallMessage,
+        peer: Option<PeerCredentials>,
+        out: &mut dyn Output,
+    ) -> MethodResult {
+        let Some(entry) = self.interfaces.get(call.interface()) else {
+            return Err(ErrorReply::interface_not_found(call.interface()));
+        };
+        let Some(slot) = entry.methods.get(call.member()) else {
+            return Err(ErrorReply::method_not_found(&call.method));
+        };
+        let Member::Method(declaration) = &entry.idl.members[slot.member] else {
+            unreachable!("method slots index method declarations");
+        };
+        if let Err(error) =
+            localrpc_idl::check_parameters(&entry.idl, &declaration.input, &call.parameters)
+        {
+            tracing::debug!(method = %call.method, %error, "invalid parameters");
+            return Err(ErrorReply::invalid_parameter(&error.path));
+        }
+        let Some(handler) = &slot.handler else {
+            return Err(ErrorReply::method_not_implemented(&call.method));
+        };
+        match slot.requires {
+            Requires::More if !call.flags.more => return Err(ErrorReply::expected_more()),
+            Requires::Upgrade if !call.flags.upgrade => return Err(ErrorReply::expected_upgrade()),
+            _ => {}
+        }
+        let context = CallContext { method: call.method, op_id: OpId::mint(), peer, flags: call.flags };
+        let replies = Replies { out, more: context.flags.more };
+        handler.call(Call { parameters: call.parameters, context: &context, replies }).await
+    }
+}

@@ -1,0 +1,15 @@
+//! Where bytes travel: addresses, listeners, streams and peer credentials.
+//!
+//! Owns the socket-level rules: parsing varlink addresses, binding a Unix socket with an
+//! explicit mode after probing for a stale one, adopting listener fds handed over by a service
+//! manager, and reading SO_PEERCRED.
+
+mod address;
+mod listener;
+mod stream;
+mod upgraded;
+
+pub use address::{Address, AddressError};
+pub use listener::{BindError, Listener, UnixBindOptions};
+pub use stream::Stream;
+pub use upgraded::UpgradedStream;

@@ -1,0 +1,110 @@
+//! A connected byte stream (Unix or TCP) and how clients open one.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::address::Address;
+use crate::service::PeerCredentials;
+
+/// A connected stream socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// AF_UNIX, SOCK_STREAM.
+    Unix(UnixStream),
+    /// TCP.
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    /// Connects to `address`. Exec and ssh addresses are opened by the `localrpc` command,
+    /// not by this function.
+    pub async fn connect(address: &Address) -> io::Result<Stream> {
+        match address {
+            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Address::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                let std_stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+                std_stream.set_nonblocking(true)?;
+                Ok(Stream::Unix(UnixStream::from_std(std_stream)?))
+            }
+            Address::Tcp(hostport) => {
+                let stream = TcpStream::connect(hostport.as_str()).await?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{other}: this address type is not supported here"),
+            )),
+        }
+    }
+
+    /// Waits until the socket is readable (data, EOF or an error is pending).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.readable().await,
+        }
+    }
+
+    /// Reads what is available without waiting; `WouldBlock` when nothing is.
+    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.try_read_buf(buf),
+            Stream::Tcp(s) => s.try_read_buf(buf),
+        }
+    }
+
+    /// The peer's credentials, on Unix sockets.
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        match self {
+            Stream::Unix(s) => s.peer_cred().ok().map(|c| PeerCredentials {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            }),
+            Stream::Tcp(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

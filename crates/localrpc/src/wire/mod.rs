@@ -1,0 +1,12 @@
+//! The varlink wire format: NUL framing and the call/reply envelopes.
+//!
+//! Pure data transformations with no I/O, so the whole protocol surface can be tested and fuzzed
+//! with byte strings. The strictness rules are those of UAPI.20 (see `shared/docs/VARLINK.md`).
+
+mod envelope;
+mod framer;
+
+pub use envelope::{
+    CallFlags, CallMessage, ProtocolError, ReplyMessage, encode_call, encode_reply,
+};
+pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer};
