@@ -15,3 +15,8 @@ pub mod transport;
 pub mod wire;
 
 pub use localrpc_idl as idl;
+
+/// Compiles the README's example as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;

@@ -80,7 +80,10 @@ impl Connection {
     pub async fn connect_to(address: &Address) -> Result<Connection, Error> {
         let stream = Stream::connect(address)
             .await
-            .map_err(|source| Error::Connect { address: address.to_string(), source })?;
+            .map_err(|source| Error::Connect {
+                address: address.to_string(),
+                source,
+            })?;
         Ok(Connection::from_stream(stream))
     }
 
@@ -108,7 +111,11 @@ impl Connection {
     }
 
     /// Calls `method` and waits for its single reply.
-    pub async fn call(&mut self, method: &str, parameters: impl Serialize) -> Result<Parameters, Error> {
+    pub async fn call(
+        &mut self,
+        method: &str,
+        parameters: impl Serialize,
+    ) -> Result<Parameters, Error> {
         self.send(method, &parameters, CallFlags::default())?;
         self.flush().await?;
         let reply = self.receive().await?;
@@ -126,14 +133,31 @@ impl Connection {
         method: &str,
         parameters: impl Serialize,
     ) -> Result<ReplyStream<'_>, Error> {
-        self.send(method, &parameters, CallFlags { more: true, ..CallFlags::default() })?;
+        self.send(
+            method,
+            &parameters,
+            CallFlags {
+                more: true,
+                ..CallFlags::default()
+            },
+        )?;
         self.flush().await?;
-        Ok(ReplyStream { connection: self, done: false })
+        Ok(ReplyStream {
+            connection: self,
+            done: false,
+        })
     }
 
     /// Sends a `oneway` call: no reply will come, not even an error.
     pub async fn oneway(&mut self, method: &str, parameters: impl Serialize) -> Result<(), Error> {
-        self.send(method, &parameters, CallFlags { oneway: true, ..CallFlags::default() })?;
+        self.send(
+            method,
+            &parameters,
+            CallFlags {
+                oneway: true,
+                ..CallFlags::default()
+            },
+        )?;
         self.flush().await
     }
 
@@ -144,16 +168,31 @@ impl Connection {
         method: &str,
         parameters: impl Serialize,
     ) -> Result<(Parameters, UpgradedStream), Error> {
-        self.send(method, &parameters, CallFlags { upgrade: true, ..CallFlags::default() })?;
+        self.send(
+            method,
+            &parameters,
+            CallFlags {
+                upgrade: true,
+                ..CallFlags::default()
+            },
+        )?;
         self.flush().await?;
         let reply = self.receive().await?;
         let parameters = into_result(reply)?;
-        Ok((parameters, UpgradedStream::new(self.framer.take_buffered(), self.stream)))
+        Ok((
+            parameters,
+            UpgradedStream::new(self.framer.take_buffered(), self.stream),
+        ))
     }
 
     /// Queues a call without writing it (pipelining): follow with [`Connection::flush`] and
     /// one [`Connection::receive`] per reply, in call order.
-    pub fn send(&mut self, method: &str, parameters: &impl Serialize, flags: CallFlags) -> Result<(), Error> {
+    pub fn send(
+        &mut self,
+        method: &str,
+        parameters: &impl Serialize,
+        flags: CallFlags,
+    ) -> Result<(), Error> {
         encode_call(&mut self.out, method, parameters, flags)?;
         Ok(())
     }
@@ -214,7 +253,9 @@ impl Connection {
                 .await
                 .map_err(|e| Error::ConnectionLost(e.to_string()))?;
             if n == 0 {
-                return Err(Error::ConnectionLost("the server closed the connection".into()));
+                return Err(Error::ConnectionLost(
+                    "the server closed the connection".into(),
+                ));
             }
         }
     }
@@ -234,7 +275,10 @@ impl Connection {
 
 fn into_result(reply: ReplyMessage) -> Result<Parameters, Error> {
     match reply.error {
-        Some(name) => Err(Error::Reply(ErrorReply { name, parameters: reply.parameters })),
+        Some(name) => Err(Error::Reply(ErrorReply {
+            name,
+            parameters: reply.parameters,
+        })),
         None => Ok(reply.parameters),
     }
 }

@@ -60,7 +60,10 @@ pub(super) async fn run(
     peer: Option<PeerCredentials>,
 ) {
     let mut framer = Framer::new(config.max_message_size);
-    let mut output = ConnectionOutput { stream, pending: Vec::new() };
+    let mut output = ConnectionOutput {
+        stream,
+        pending: Vec::new(),
+    };
     match serve(service, stats, &mut framer, &mut output, peer).await {
         End::PeerClosed => tracing::trace!(?peer, "connection finished"),
         End::Upgrade(handler) => {
@@ -119,7 +122,10 @@ async fn serve(
                 }
                 return End::Closed(
                     "peer closed mid-message",
-                    format!("{} bytes of an unterminated message", framer.buffered().len()),
+                    format!(
+                        "{} bytes of an unterminated message",
+                        framer.buffered().len()
+                    ),
                 );
             }
             Ok(_) => {}

@@ -25,7 +25,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_message_size: DEFAULT_MAX_MESSAGE_SIZE }
+        ServerConfig {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
     }
 }
 

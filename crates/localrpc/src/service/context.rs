@@ -1,8 +1,8 @@
 //! What a handler knows about the call it serves: op id, peer, flags.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::wire::CallFlags;
 

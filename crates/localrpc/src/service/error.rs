@@ -32,7 +32,10 @@ impl ErrorReply {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        ErrorReply { name: name.into(), parameters }
+        ErrorReply {
+            name: name.into(),
+            parameters,
+        }
     }
 
     fn standard(error: &str, key_value: Option<(&str, &str)>) -> Self {
@@ -40,7 +43,10 @@ impl ErrorReply {
         if let Some((key, value)) = key_value {
             parameters.insert(key.to_owned(), Value::String(value.to_owned()));
         }
-        ErrorReply { name: format!("{ORG_VARLINK_SERVICE}.{error}"), parameters }
+        ErrorReply {
+            name: format!("{ORG_VARLINK_SERVICE}.{error}"),
+            parameters,
+        }
     }
 
     /// `InterfaceNotFound(interface)`.

@@ -11,6 +11,6 @@ mod registry;
 pub use context::{CallContext, OpId, PeerCredentials};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use registry::{
-    BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult,
-    Output, RawStream, Replies, Reply, ReplyError, Service, ServiceBuilder, UpgradeHandler,
+    BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult, Output,
+    RawStream, Replies, Reply, ReplyError, Service, ServiceBuilder, UpgradeHandler,
 };

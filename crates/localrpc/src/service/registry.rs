@@ -51,7 +51,9 @@ impl Reply {
     pub fn with(value: impl Serialize) -> MethodResult {
         match serde_json::to_value(value) {
             Ok(Value::Object(map)) => Ok(Reply::Parameters(map)),
-            Ok(other) => Err(internal_error(format!("reply is not a JSON object: {other}"))),
+            Ok(other) => Err(internal_error(format!(
+                "reply is not a JSON object: {other}"
+            ))),
             Err(e) => Err(internal_error(format!("reply does not serialize: {e}"))),
         }
     }
@@ -207,12 +209,19 @@ impl InterfaceBuilder {
             .filter_map(|(member, m)| match m {
                 Member::Method(m) => Some((
                     m.name.clone(),
-                    MethodSlot { member, handler: None, requires: Requires::Nothing },
+                    MethodSlot {
+                        member,
+                        handler: None,
+                        requires: Requires::Nothing,
+                    },
                 )),
                 _ => None,
             })
             .collect();
-        Ok(InterfaceBuilder { entry: InterfaceEntry { text, idl, methods }, error: None })
+        Ok(InterfaceBuilder {
+            entry: InterfaceEntry { text, idl, methods },
+            error: None,
+        })
     }
 
     /// The interface's name.
@@ -264,7 +273,11 @@ impl InterfaceBuilder {
 
     /// Serves `name` with any [`MethodHandler`] (generated code uses this).
     pub fn handler(self, name: &str, handler: impl MethodHandler, requires_more: bool) -> Self {
-        let requires = if requires_more { Requires::More } else { Requires::Nothing };
+        let requires = if requires_more {
+            Requires::More
+        } else {
+            Requires::Nothing
+        };
         self.register(name, Box::new(handler), requires)
     }
 }
@@ -329,7 +342,10 @@ impl ServiceBuilder {
                 return Err(error);
             }
             let name = builder.name().to_owned();
-            if texts.insert(name.clone(), builder.entry.text.clone()).is_some() {
+            if texts
+                .insert(name.clone(), builder.entry.text.clone())
+                .is_some()
+            {
                 return Err(BuildError::DuplicateInterface(name));
             }
             names.push(name);
@@ -419,9 +435,10 @@ impl Service {
         let buffer = out.buffer();
         let (parameters, error, upgrade) = match result {
             Ok(Reply::Parameters(p)) => (p, None, None),
-            Ok(Reply::Upgrade { parameters, handler }) => {
-                (parameters, None, flags.upgrade.then_some(handler))
-            }
+            Ok(Reply::Upgrade {
+                parameters,
+                handler,
+            }) => (parameters, None, flags.upgrade.then_some(handler)),
             Err(ErrorReply { name, parameters }) => (parameters, Some(name), None),
         };
         // A Map always serializes to an object, so encoding cannot fail.
@@ -458,8 +475,22 @@ impl Service {
             Requires::Upgrade if !call.flags.upgrade => return Err(ErrorReply::expected_upgrade()),
             _ => {}
         }
-        let context = CallContext { method: call.method, op_id: OpId::mint(), peer, flags: call.flags };
-        let replies = Replies { out, more: context.flags.more };
-        handler.call(Call { parameters: call.parameters, context: &context, replies }).await
+        let context = CallContext {
+            method: call.method,
+            op_id: OpId::mint(),
+            peer,
+            flags: call.flags,
+        };
+        let replies = Replies {
+            out,
+            more: context.flags.more,
+        };
+        handler
+            .call(Call {
+                parameters: call.parameters,
+                context: &context,
+                replies,
+            })
+            .await
     }
 }

@@ -51,7 +51,10 @@ pub struct AddressError {
 impl Address {
     /// Parses an address; anything after `;` is ignored, as varlink.org specifies.
     pub fn parse(text: &str) -> Result<Address, AddressError> {
-        let fail = |reason: &str| AddressError { address: text.to_owned(), reason: reason.to_owned() };
+        let fail = |reason: &str| AddressError {
+            address: text.to_owned(),
+            reason: reason.to_owned(),
+        };
         let address = text.split(';').next().unwrap_or_default();
         if let Some(rest) = address.strip_prefix("unix:") {
             return match rest.strip_prefix('@') {
@@ -88,7 +91,10 @@ impl Address {
         if let Some(rest) = address.strip_prefix("ssh-unix:") {
             return match rest.split_once(':') {
                 Some((host, path)) if !host.is_empty() && path.starts_with('/') => {
-                    Ok(Address::SshUnix { host: host.to_owned(), path: path.to_owned() })
+                    Ok(Address::SshUnix {
+                        host: host.to_owned(),
+                        path: path.to_owned(),
+                    })
                 }
                 _ => Err(fail("expected ssh-unix:HOST:/absolute/path")),
             };
@@ -96,7 +102,10 @@ impl Address {
         if let Some(rest) = address.strip_prefix("ssh-exec:") {
             return match rest.split_once(':') {
                 Some((host, command)) if !host.is_empty() && !command.is_empty() => {
-                    Ok(Address::SshExec { host: host.to_owned(), command: command.to_owned() })
+                    Ok(Address::SshExec {
+                        host: host.to_owned(),
+                        command: command.to_owned(),
+                    })
                 }
                 _ => Err(fail("expected ssh-exec:HOST:COMMAND")),
             };
@@ -140,7 +149,10 @@ mod tests {
     fn parses_every_form() {
         let cases = [
             ("unix:/run/x.sock", Address::Unix("/run/x.sock".into())),
-            ("unix:/run/x.sock;mode=0666", Address::Unix("/run/x.sock".into())),
+            (
+                "unix:/run/x.sock;mode=0666",
+                Address::Unix("/run/x.sock".into()),
+            ),
             ("/run/x.sock", Address::Unix("/run/x.sock".into())),
             ("./x.sock", Address::Unix("./x.sock".into())),
             ("unix:@name", Address::Abstract("name".into())),
@@ -148,8 +160,20 @@ mod tests {
             ("tcp:[::1]:5000", Address::Tcp("[::1]:5000".into())),
             ("vsock:2:1024", Address::Vsock { cid: 2, port: 1024 }),
             ("exec:/usr/bin/x", Address::Exec("/usr/bin/x".into())),
-            ("ssh-unix:host:/run/x", Address::SshUnix { host: "host".into(), path: "/run/x".into() }),
-            ("ssh-exec:h:cmd arg", Address::SshExec { host: "h".into(), command: "cmd arg".into() }),
+            (
+                "ssh-unix:host:/run/x",
+                Address::SshUnix {
+                    host: "host".into(),
+                    path: "/run/x".into(),
+                },
+            ),
+            (
+                "ssh-exec:h:cmd arg",
+                Address::SshExec {
+                    host: "h".into(),
+                    command: "cmd arg".into(),
+                },
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(Address::parse(text).unwrap(), expected, "{text}");
@@ -158,7 +182,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_addresses_with_a_reason() {
-        for bad in ["", "x.sock", "unix:", "unix:@", "tcp:nohost", "tcp::1", "tcp:h:99999", "vsock:a:1", "ssh-unix:h:rel"] {
+        for bad in [
+            "",
+            "x.sock",
+            "unix:",
+            "unix:@",
+            "tcp:nohost",
+            "tcp::1",
+            "tcp:h:99999",
+            "vsock:a:1",
+            "ssh-unix:h:rel",
+        ] {
             let err = Address::parse(bad).unwrap_err();
             assert!(!err.reason.is_empty(), "{bad}");
         }

@@ -27,7 +27,10 @@ pub struct UnixBindOptions {
 
 impl Default for UnixBindOptions {
     fn default() -> Self {
-        UnixBindOptions { mode: 0o600, group: None }
+        UnixBindOptions {
+            mode: 0o600,
+            group: None,
+        }
     }
 }
 
@@ -86,14 +89,21 @@ impl Listener {
             Address::Abstract(name) => {
                 let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())
                     .map_err(|e| io_error(format!("unix:@{name}"))(e.into()))?;
-                let fd = unix_socket_bound(&addr).map_err(io_error(format!("bind unix:@{name}")))?;
-                Ok(Listener { kind: ListenerKind::Unix(unix_listener(fd)?), created: None })
+                let fd =
+                    unix_socket_bound(&addr).map_err(io_error(format!("bind unix:@{name}")))?;
+                Ok(Listener {
+                    kind: ListenerKind::Unix(unix_listener(fd)?),
+                    created: None,
+                })
             }
             Address::Tcp(hostport) => {
                 let listener = TcpListener::bind(hostport.as_str())
                     .await
                     .map_err(io_error(format!("bind tcp:{hostport}")))?;
-                Ok(Listener { kind: ListenerKind::Tcp(listener), created: None })
+                Ok(Listener {
+                    kind: ListenerKind::Tcp(listener),
+                    created: None,
+                })
             }
             other => Err(BindError::Unsupported(other.to_string())),
         }
@@ -113,7 +123,10 @@ impl Listener {
             AddressFamily::INET | AddressFamily::INET6 => {
                 let std_listener = std::net::TcpListener::from(fd);
                 std_listener.set_nonblocking(true)?;
-                Ok(Listener { kind: ListenerKind::Tcp(TcpListener::from_std(std_listener)?), created: None })
+                Ok(Listener {
+                    kind: ListenerKind::Tcp(TcpListener::from_std(std_listener)?),
+                    created: None,
+                })
             }
             family => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -144,7 +157,9 @@ impl Listener {
         match &self.kind {
             ListenerKind::Unix(listener) => {
                 use std::os::linux::net::SocketAddrExt;
-                let addr = listener.local_addr().map(std::os::unix::net::SocketAddr::from);
+                let addr = listener
+                    .local_addr()
+                    .map(std::os::unix::net::SocketAddr::from);
                 match &addr {
                     Ok(addr) => match (addr.as_pathname(), addr.as_abstract_name()) {
                         (Some(path), _) => format!("unix:{}", path.display()),
@@ -201,7 +216,9 @@ fn bind_unix_path(path: &Path, options: UnixBindOptions) -> Result<Listener, Bin
     let fd = {
         // Tight umask while binding so the file never has looser permissions than asked;
         // chmod below then sets the exact mode.
-        let _guard = UMASK_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = UMASK_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
         let bound = unix_socket_bound(&addr);
         rustix::process::umask(old);
@@ -214,7 +231,10 @@ fn bind_unix_path(path: &Path, options: UnixBindOptions) -> Result<Listener, Bin
         rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
             .map_err(|e| io_error(format!("chgrp {gid} {shown}"))(e.into()))?;
     }
-    Ok(Listener { kind: ListenerKind::Unix(listener), created: Some(path.to_owned()) })
+    Ok(Listener {
+        kind: ListenerKind::Unix(listener),
+        created: Some(path.to_owned()),
+    })
 }
 
 /// Removes a socket file nobody listens on; refuses a live socket and anything not a socket.
@@ -234,10 +254,15 @@ fn remove_if_stale(path: &Path) -> Result<(), BindError> {
             match std::fs::remove_file(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_error(format!("remove stale socket {}", path.display()))(e)),
+                Err(e) => Err(io_error(format!("remove stale socket {}", path.display()))(
+                    e,
+                )),
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(format!("probe existing socket {}", path.display()))(e)),
+        Err(e) => Err(io_error(format!(
+            "probe existing socket {}",
+            path.display()
+        ))(e)),
     }
 }

@@ -16,7 +16,9 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     fn new(reason: impl Into<String>) -> Self {
-        ProtocolError { reason: reason.into() }
+        ProtocolError {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -100,9 +102,11 @@ impl<'de> Visitor<'de> for CallVisitor {
                     if std::mem::replace(&mut seen_parameters, true) {
                         return Err(de::Error::custom("duplicate key \"parameters\""));
                     }
-                    parameters = map.next_value::<Option<Map<String, Value>>>().map_err(|_| {
-                        de::Error::custom("\"parameters\" must be an object or null")
-                    })?;
+                    parameters = map
+                        .next_value::<Option<Map<String, Value>>>()
+                        .map_err(|_| {
+                            de::Error::custom("\"parameters\" must be an object or null")
+                        })?;
                 }
                 "oneway" => set_once(&mut oneway, flag(&mut map, "oneway")?, "oneway")?,
                 "more" => set_once(&mut more, flag(&mut map, "more")?, "more")?,
@@ -124,10 +128,21 @@ impl<'de> Visitor<'de> for CallVisitor {
             more: more.unwrap_or(false),
             upgrade: upgrade.unwrap_or(false),
         };
-        if [flags.oneway, flags.more, flags.upgrade].iter().filter(|f| **f).count() > 1 {
-            return Err(de::Error::custom("at most one of oneway, more and upgrade may be true"));
+        if [flags.oneway, flags.more, flags.upgrade]
+            .iter()
+            .filter(|f| **f)
+            .count()
+            > 1
+        {
+            return Err(de::Error::custom(
+                "at most one of oneway, more and upgrade may be true",
+            ));
         }
-        Ok(CallMessage { method, parameters: parameters.unwrap_or_default(), flags })
+        Ok(CallMessage {
+            method,
+            parameters: parameters.unwrap_or_default(),
+            flags,
+        })
     }
 }
 
@@ -177,6 +192,10 @@ impl ReplyMessage {
     /// Parses a reply (without its NUL). Unknown keys are ignored, as UAPI.20 allows for
     /// forward compatibility; anything that is not a reply object is an error.
     pub fn parse(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        // serde's derived struct deserializer would also accept a JSON array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ProtocolError::new("invalid reply: not a JSON object"));
+        }
         serde_json::from_slice(bytes).map_err(|e| ProtocolError::new(format!("invalid reply: {e}")))
     }
 }
@@ -193,7 +212,11 @@ pub fn encode_reply<P: Serialize + ?Sized>(
     out.push(b'{');
     let mut first = write_parameters(out, parameters).inspect_err(|_| out.truncate(start))?;
     if continues {
-        out.extend_from_slice(if first { b"\"continues\":true" } else { b",\"continues\":true" });
+        out.extend_from_slice(if first {
+            b"\"continues\":true"
+        } else {
+            b",\"continues\":true"
+        });
         first = false;
     }
     if let Some(error) = error {
@@ -224,7 +247,11 @@ pub fn encode_call<P: Serialize + ?Sized>(
     if out.last() == Some(&b',') {
         out.pop();
     }
-    for (set, name) in [(flags.oneway, "oneway"), (flags.more, "more"), (flags.upgrade, "upgrade")] {
+    for (set, name) in [
+        (flags.oneway, "oneway"),
+        (flags.more, "more"),
+        (flags.upgrade, "upgrade"),
+    ] {
         if set {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(name.as_bytes());
@@ -252,7 +279,9 @@ fn write_parameters<P: Serialize + ?Sized>(
     }
     if written.first() != Some(&b'{') {
         out.truncate(start);
-        return Err(serde::ser::Error::custom("parameters must serialize to a JSON object"));
+        return Err(serde::ser::Error::custom(
+            "parameters must serialize to a JSON object",
+        ));
     }
     Ok(false)
 }
@@ -324,7 +353,10 @@ mod tests {
     fn encodes_calls_like_varlinkctl() {
         let mut out = Vec::new();
         encode_call(&mut out, "a.b.C", &json!({}), CallFlags::default()).unwrap();
-        let more = CallFlags { more: true, ..Default::default() };
+        let more = CallFlags {
+            more: true,
+            ..Default::default()
+        };
         encode_call(&mut out, "a.b.C", &json!({"x":"y"}), more).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),

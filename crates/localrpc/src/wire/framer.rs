@@ -29,7 +29,11 @@ pub struct Framer {
 impl Framer {
     /// A framer that rejects messages longer than `max_message_size` bytes.
     pub fn new(max_message_size: usize) -> Self {
-        Framer { buf: BytesMut::new(), scanned: 0, max_message_size }
+        Framer {
+            buf: BytesMut::new(),
+            scanned: 0,
+            max_message_size,
+        }
     }
 
     /// The buffer to append newly read bytes to.
@@ -58,7 +62,9 @@ impl Framer {
                 let end = self.scanned + offset;
                 self.scanned = 0;
                 if end > self.max_message_size {
-                    return Err(FrameTooLarge { max: self.max_message_size });
+                    return Err(FrameTooLarge {
+                        max: self.max_message_size,
+                    });
                 }
                 let mut message = self.buf.split_to(end + 1);
                 message.truncate(end);
@@ -67,7 +73,9 @@ impl Framer {
             None => {
                 self.scanned = self.buf.len();
                 if self.buf.len() > self.max_message_size {
-                    return Err(FrameTooLarge { max: self.max_message_size });
+                    return Err(FrameTooLarge {
+                        max: self.max_message_size,
+                    });
                 }
                 Ok(None)
             }
@@ -102,7 +110,11 @@ mod tests {
                     got.push(m.to_vec());
                 }
             }
-            assert_eq!(got, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()], "chunk {chunk}");
+            assert_eq!(
+                got,
+                vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()],
+                "chunk {chunk}"
+            );
             assert_eq!(framer.buffered(), b"{\"c\"");
         }
     }
@@ -118,7 +130,10 @@ mod tests {
     fn accepts_message_at_limit_and_rejects_one_over() {
         let mut framer = Framer::new(4);
         feed(&mut framer, b"1234\0");
-        assert_eq!(framer.next_message().unwrap().as_deref(), Some(&b"1234"[..]));
+        assert_eq!(
+            framer.next_message().unwrap().as_deref(),
+            Some(&b"1234"[..])
+        );
         feed(&mut framer, b"12345\0");
         assert!(framer.next_message().is_err());
     }

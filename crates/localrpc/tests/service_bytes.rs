@@ -1,0 +1,339 @@
+//! Drives a whole `Service` with byte strings, no sockets: routing, the standard errors,
+//! parameter checks against the IDL, flags, and canonical reply bytes.
+
+use std::io;
+
+use localrpc::service::{
+    BoxFuture, Dispatched, ErrorReply, InterfaceBuilder, Output, Reply, Service,
+};
+use serde_json::json;
+
+const IDL: &str = "\
+# A test interface.
+interface org.example.test
+
+type Point (x: int, y: int)
+
+method Add(a: int, b: int) -> (sum: int)
+method Move(p: Point, by: ?Point, tags: []string, labels: [string]string) -> (p: Point)
+method Stream(n: int) -> (i: int)
+method Raw() -> ()
+method Declared() -> ()
+
+error Overflow (limit: int)
+";
+
+/// Collects replies in memory; `flush` records how many bytes each flush carried.
+#[derive(Default)]
+struct Recorder {
+    buffer: Vec<u8>,
+    flushed: Vec<u8>,
+    flushes: usize,
+}
+
+impl Output for Recorder {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+    fn flush(&mut self) -> BoxFuture<'_, io::Result<()>> {
+        self.flushes += 1;
+        self.flushed.append(&mut self.buffer);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Recorder {
+    fn all(&mut self) -> String {
+        self.flushed.append(&mut self.buffer);
+        String::from_utf8(std::mem::take(&mut self.flushed)).expect("replies are UTF-8")
+    }
+}
+
+fn service() -> Service {
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("test IDL parses")
+        .method("Add", |call| {
+            Box::pin(async move {
+                let a: i64 = call.parameter("a")?;
+                let b: i64 = call.parameter("b")?;
+                match a.checked_add(b) {
+                    Some(sum) => Reply::with(json!({ "sum": sum })),
+                    None => Err(ErrorReply::new(
+                        "org.example.test.Overflow",
+                        json!({ "limit": i64::MAX }),
+                    )),
+                }
+            })
+        })
+        .method("Move", |call| {
+            Box::pin(async move {
+                let p = call.parameters.get("p").cloned().unwrap_or_default();
+                Reply::with(json!({ "p": p }))
+            })
+        })
+        .streaming_method("Stream", |mut call| {
+            Box::pin(async move {
+                let n: i64 = call.parameter("n")?;
+                for i in 0..n - 1 {
+                    call.replies
+                        .send(json!({ "i": i }))
+                        .await
+                        .map_err(|_| ErrorReply::permission_denied())?;
+                }
+                Reply::with(json!({ "i": n - 1 }))
+            })
+        })
+        .upgrade_method("Raw", |_call| {
+            Box::pin(async move {
+                Ok(Reply::Upgrade {
+                    parameters: Default::default(),
+                    handler: Box::new(|_raw| Box::pin(async {})),
+                })
+            })
+        });
+    Service::builder()
+        .vendor("v")
+        .product("p")
+        .version("1")
+        .url("u")
+        .interface(iface)
+        .build()
+        .expect("service builds")
+}
+
+/// Handles one message and returns the reply bytes (NULs shown as `|`).
+async fn exchange(service: &Service, message: &str) -> String {
+    let mut out = Recorder::default();
+    match service.handle(message.as_bytes(), None, &mut out).await {
+        Ok(Dispatched::Continue) | Ok(Dispatched::Upgrade(_)) => out.all().replace('\0', "|"),
+        Err(violation) => format!("CLOSE: {}", violation.reason),
+    }
+}
+
+#[tokio::test]
+async fn routes_and_answers_with_canonical_bytes() {
+    let s = service();
+    assert_eq!(
+        exchange(
+            &s,
+            r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":2}}"#
+        )
+        .await,
+        r#"{"parameters":{"sum":3}}|"#
+    );
+    assert_eq!(
+        exchange(
+            &s,
+            r#"{"method":"org.example.test.Add","parameters":{"a":9223372036854775807,"b":1}}"#
+        )
+        .await,
+        r#"{"parameters":{"limit":9223372036854775807},"error":"org.example.test.Overflow"}|"#
+    );
+}
+
+#[tokio::test]
+async fn standard_errors_carry_their_parameters() {
+    let s = service();
+    let cases = [
+        (
+            r#"{"method":"org.nope.X"}"#,
+            r#"{"parameters":{"interface":"org.nope"},"error":"org.varlink.service.InterfaceNotFound"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Nope"}"#,
+            r#"{"parameters":{"method":"org.example.test.Nope"},"error":"org.varlink.service.MethodNotFound"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Declared"}"#,
+            r#"{"parameters":{"method":"org.example.test.Declared"},"error":"org.varlink.service.MethodNotImplemented"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Add","parameters":{"a":1}}"#,
+            r#"{"parameters":{"parameter":"b"},"error":"org.varlink.service.InvalidParameter"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":"2"}}"#,
+            r#"{"parameters":{"parameter":"b"},"error":"org.varlink.service.InvalidParameter"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":2,"c":3}}"#,
+            r#"{"parameters":{"parameter":"c"},"error":"org.varlink.service.InvalidParameter"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Add","parameters":{"a":1.5,"b":2}}"#,
+            r#"{"parameters":{"parameter":"a"},"error":"org.varlink.service.InvalidParameter"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Stream","parameters":{"n":2}}"#,
+            r#"{"error":"org.varlink.service.ExpectedMore"}|"#,
+        ),
+        (
+            r#"{"method":"org.example.test.Raw"}"#,
+            r#"{"error":"org.varlink.service.ExpectedUpgrade"}|"#,
+        ),
+    ];
+    for (call, expected) in cases {
+        assert_eq!(exchange(&s, call).await, expected, "for {call}");
+    }
+}
+
+#[tokio::test]
+async fn nested_parameters_are_checked_and_named_by_path() {
+    let s = service();
+    let ok = r#"{"method":"org.example.test.Move","parameters":{"p":{"x":1,"y":2},"tags":[],"labels":{}}}"#;
+    assert_eq!(
+        exchange(&s, ok).await,
+        r#"{"parameters":{"p":{"x":1,"y":2}}}|"#
+    );
+    let null_optional = r#"{"method":"org.example.test.Move","parameters":{"p":{"x":1,"y":2},"by":null,"tags":["a"],"labels":{"k":"v"}}}"#;
+    assert!(
+        exchange(&s, null_optional)
+            .await
+            .starts_with(r#"{"parameters":{"p""#)
+    );
+    let bad = r#"{"method":"org.example.test.Move","parameters":{"p":{"x":1,"y":"2"},"tags":[],"labels":{}}}"#;
+    let reply = exchange(&s, bad).await;
+    assert!(
+        reply.contains(r#""error":"org.varlink.service.InvalidParameter""#),
+        "{reply}"
+    );
+    assert!(reply.contains(r#"{"parameter":"p.y"}"#), "{reply}");
+}
+
+#[tokio::test]
+async fn absent_null_and_empty_parameters_are_the_same() {
+    let s = service();
+    let a = exchange(&s, r#"{"method":"org.varlink.service.GetInfo"}"#).await;
+    let b = exchange(
+        &s,
+        r#"{"method":"org.varlink.service.GetInfo","parameters":null}"#,
+    )
+    .await;
+    let c = exchange(
+        &s,
+        r#"{"method":"org.varlink.service.GetInfo","parameters":{}}"#,
+    )
+    .await;
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(
+        a,
+        r#"{"parameters":{"vendor":"v","product":"p","version":"1","url":"u","interfaces":["org.varlink.service","org.example.test"]}}|"#
+    );
+}
+
+#[tokio::test]
+async fn interface_description_is_verbatim() {
+    let s = service();
+    let reply = exchange(
+        &s,
+        r#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"org.example.test"}}"#,
+    )
+    .await;
+    let reply: serde_json::Value =
+        serde_json::from_str(reply.trim_end_matches('|')).expect("JSON reply");
+    assert_eq!(reply["parameters"]["description"], IDL);
+}
+
+#[tokio::test]
+async fn oneway_never_replies_even_on_error() {
+    let s = service();
+    assert_eq!(
+        exchange(
+            &s,
+            r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":2},"oneway":true}"#
+        )
+        .await,
+        ""
+    );
+    assert_eq!(
+        exchange(&s, r#"{"method":"org.nope.X","oneway":true}"#).await,
+        ""
+    );
+}
+
+#[tokio::test]
+async fn more_streams_replies_flushed_one_by_one() {
+    let s = service();
+    let mut out = Recorder::default();
+    let message = br#"{"method":"org.example.test.Stream","parameters":{"n":3},"more":true}"#;
+    assert!(matches!(
+        s.handle(message, None, &mut out).await,
+        Ok(Dispatched::Continue)
+    ));
+    assert_eq!(
+        out.flushes, 2,
+        "each continues reply is flushed as it is sent"
+    );
+    assert_eq!(
+        out.all(),
+        "{\"parameters\":{\"i\":0},\"continues\":true}\0{\"parameters\":{\"i\":1},\"continues\":true}\0{\"parameters\":{\"i\":2}}\0"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_confirms_then_hands_over() {
+    let s = service();
+    let mut out = Recorder::default();
+    let result = s
+        .handle(
+            br#"{"method":"org.example.test.Raw","upgrade":true}"#,
+            None,
+            &mut out,
+        )
+        .await;
+    assert!(matches!(result, Ok(Dispatched::Upgrade(_))));
+    assert_eq!(out.all(), "{}\0");
+}
+
+#[tokio::test]
+async fn protocol_violations_close_the_connection() {
+    let s = service();
+    for bad in [
+        "{",
+        "[]",
+        r#"{"parameters":{}}"#,
+        r#"{"method":"org.example.test.Add","more":true,"oneway":true}"#,
+        r#"{"method":"org.example.test.Add","parameters":[]}"#,
+        r#"{"method":"org.example.test.Add","unknown":1}"#,
+    ] {
+        assert!(exchange(&s, bad).await.starts_with("CLOSE: "), "{bad}");
+    }
+    // A vendor key is ignored.
+    assert_eq!(
+        exchange(&s, r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":1},"org.example.trace":{"id":1}}"#).await,
+        r#"{"parameters":{"sum":2}}|"#
+    );
+}
+
+#[test]
+fn registering_an_undeclared_method_is_an_error() {
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("parses")
+        .method("Missing", |_call| Box::pin(async { Ok(Reply::empty()) }));
+    let error = Service::builder()
+        .interface(iface)
+        .build()
+        .err()
+        .expect("build fails");
+    assert_eq!(
+        error.to_string(),
+        "interface org.example.test declares no method Missing"
+    );
+}
+
+#[test]
+fn registering_an_interface_twice_is_an_error() {
+    let a = InterfaceBuilder::new(IDL).expect("parses");
+    let b = InterfaceBuilder::new(IDL).expect("parses");
+    let error = Service::builder()
+        .interface(a)
+        .interface(b)
+        .build()
+        .err()
+        .expect("build fails");
+    assert_eq!(
+        error.to_string(),
+        "interface org.example.test is registered twice"
+    );
+}
