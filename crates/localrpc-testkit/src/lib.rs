@@ -39,9 +39,10 @@ impl Peer {
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// Where `scripts/peers` installed the peers.
@@ -61,7 +62,11 @@ pub fn peer(peer: Peer) -> Option<PathBuf> {
 pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIPPED: {test}: {reason}");
     let log = workspace_root().join("target/skipped-tests.txt");
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
         let _ = writeln!(file, "{test}: {reason}");
     }
 }
@@ -88,7 +93,10 @@ macro_rules! require_peer {
 /// Test executables live in `target/<profile>/deps/`; workspace binaries one level up.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
@@ -100,7 +108,10 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 /// A private temporary directory (0700) for sockets and files of one test.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("localrpc-test-").tempdir().expect("create temp dir")
+    tempfile::Builder::new()
+        .prefix("localrpc-test-")
+        .tempdir()
+        .expect("create temp dir")
 }
 
 /// Waits until `path` accepts connections, polling every 10 ms, trying at least once.
@@ -123,7 +134,10 @@ pub struct ChildGuard(pub Child);
 impl ChildGuard {
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {
@@ -155,6 +169,9 @@ pub fn spawn_localrpcd(socket: &Path, extra_args: &[&str]) -> ChildGuard {
         .spawn()
         .expect("start localrpcd");
     let guard = ChildGuard(child);
-    assert!(wait_for_socket(socket, Duration::from_secs(10)), "localrpcd did not start listening");
+    assert!(
+        wait_for_socket(socket, Duration::from_secs(10)),
+        "localrpcd did not start listening"
+    );
     guard
 }

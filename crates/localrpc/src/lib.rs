@@ -9,6 +9,7 @@
 //! The IDL itself lives in the `localrpc-idl` crate, re-exported here as [`idl`].
 
 pub mod client;
+pub mod daemon;
 pub mod server;
 pub mod service;
 pub mod transport;

@@ -30,7 +30,11 @@ pub fn echo_interface() -> Result<InterfaceBuilder, BuildError> {
                 if !(1..=MAX_COUNT).contains(&count) {
                     return Err(ErrorReply::invalid_parameter("count"));
                 }
-                let text = call.parameters.get("text").filter(|t| !t.is_null()).cloned();
+                let text = call
+                    .parameters
+                    .get("text")
+                    .filter(|t| !t.is_null())
+                    .cloned();
                 let reply = |index: i64| match &text {
                     Some(text) => json!({ "index": index, "text": text }),
                     None => json!({ "index": index }),
@@ -47,7 +51,10 @@ pub fn echo_interface() -> Result<InterfaceBuilder, BuildError> {
         .method("Fail", |call| {
             Box::pin(async move {
                 let reason: String = call.parameter("reason")?;
-                Err(ErrorReply::new("io.localrpc.Echo.Failed", json!({ "reason": reason })))
+                Err(ErrorReply::new(
+                    "io.localrpc.Echo.Failed",
+                    json!({ "reason": reason }),
+                ))
             })
         })
         .method("Sleep", |call| {

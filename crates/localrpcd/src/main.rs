@@ -1,16 +1,20 @@
 //! `localrpcd`: the localrpc reference daemon. Serves `io.localrpc.Echo` on the given
-//! addresses, or on a default socket that needs no configuration.
+//! addresses, on the sockets systemd passes, or on a default socket that needs no
+//! configuration.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use localrpc::server::{Server, ServerConfig};
-use localrpc::transport::{Address, Listener, UnixBindOptions};
+use localrpc::daemon::{Daemon, DaemonOptions, LogFormat, default_socket_path};
+use localrpc::server::ServerConfig;
+use localrpc::transport::{Address, UnixBindOptions};
 
 /// The localrpc reference daemon.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, after_help = "\
+Under systemd socket activation the passed socket named \"varlink\" (FileDescriptorName=varlink),
+or every passed socket when none has that name, is served and --listen is ignored.")]
 struct Args {
     /// Address to listen on (repeatable): unix:/path, unix:@name, /path, tcp:HOST:PORT.
     /// Default: $XDG_RUNTIME_DIR/localrpc/localrpcd.sock, or /run/localrpc/localrpcd.sock as root.
@@ -21,9 +25,25 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
     socket_mode: u32,
 
+    /// Group of socket files this daemon creates (numeric gid), e.g. with --socket-mode 0660.
+    #[arg(long, value_name = "GID")]
+    socket_group: Option<u32>,
+
     /// Largest accepted message in bytes; a larger one closes its connection.
     #[arg(long, value_name = "BYTES", default_value_t = localrpc::wire::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
+
+    /// Exit after this many seconds without any connection (for socket activation).
+    #[arg(long, value_name = "SECONDS")]
+    exit_on_idle: Option<f64>,
+
+    /// On SIGTERM/SIGINT, how many seconds calls in flight may take to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    drain_timeout: f64,
+
+    /// Log format: auto (journald under systemd, else text), text, json, journald.
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    log_format: LogFormat,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -33,27 +53,28 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 0600 or 0660"))
 }
 
-/// The socket used when no --listen is given.
-fn default_socket() -> PathBuf {
-    let base = if rustix::process::geteuid().is_root() {
-        PathBuf::from("/run")
-    } else if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        PathBuf::from(dir)
-    } else {
-        std::env::temp_dir()
-    };
-    base.join("localrpc").join("localrpcd.sock")
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} must be a non-negative number of seconds"))
 }
 
 fn main() -> ExitCode {
+    // First, while single-threaded: take the socket-activation fds.
+    let daemon = match Daemon::from_env("localrpcd") {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            eprintln!("localrpcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOCALRPC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    localrpc::daemon::logging::init(args.log_format);
+    let options = match options(&args) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("localrpcd: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -61,7 +82,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(async {
+        let service = localrpcd::service().map_err(|e| format!("internal error: {e}"))?;
+        daemon.run(service, options).await.map_err(|e| e.to_string())
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("localrpcd: {message}");
@@ -70,41 +95,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let service = localrpcd::service().map_err(|e| format!("internal error: {e}"))?;
-    let mut addresses = args.listen;
-    if addresses.is_empty() {
-        let path = default_socket();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        addresses.push(Address::Unix(path));
-    }
-    let options = UnixBindOptions { mode: args.socket_mode, group: None };
-    let mut listeners = Vec::new();
-    for address in &addresses {
-        let listener = Listener::bind(address, options).await.map_err(|e| e.to_string())?;
-        tracing::info!(address = %listener.local_address(), "listening");
-        listeners.push(listener);
-    }
-    let config = ServerConfig { max_message_size: args.max_message_size };
-    let server = Server::with_config(service, config);
-    server.serve(listeners, shutdown_signal()).await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
+fn options(args: &Args) -> Result<DaemonOptions, String> {
+    let mut options = DaemonOptions::new(default_socket_path("localrpc", "localrpcd.sock"));
+    options.listen = args.listen.clone();
+    options.socket = UnixBindOptions { mode: args.socket_mode, group: args.socket_group };
+    options.drain_timeout = seconds(args.drain_timeout, "drain-timeout")?;
+    options.server = ServerConfig {
+        max_message_size: args.max_message_size,
+        exit_on_idle: args.exit_on_idle.map(|s| seconds(s, "exit-on-idle")).transpose()?,
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
-    }
+    Ok(options)
 }

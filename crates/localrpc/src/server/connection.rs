@@ -3,6 +3,7 @@
 use std::io;
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 use super::{ServerConfig, ServerStats};
 use crate::service::{BoxFuture, Dispatched, Output, PeerCredentials, Service, UpgradeHandler};
@@ -47,6 +48,8 @@ impl Output for ConnectionOutput {
 /// Why a connection ended, for the log.
 enum End {
     PeerClosed,
+    /// The server is draining and this connection had nothing left to answer.
+    Drained,
     Closed(&'static str, String),
     /// The confirmation is written; the raw stream goes to this handler.
     Upgrade(UpgradeHandler),
@@ -56,6 +59,7 @@ pub(super) async fn run(
     service: &Service,
     config: &ServerConfig,
     stats: &ServerStats,
+    draining: watch::Receiver<bool>,
     stream: Stream,
     peer: Option<PeerCredentials>,
 ) {
@@ -64,8 +68,10 @@ pub(super) async fn run(
         stream,
         pending: Vec::new(),
     };
-    match serve(service, stats, &mut framer, &mut output, peer).await {
+    let mut draining = draining;
+    match serve(service, stats, &mut framer, &mut output, &mut draining, peer).await {
         End::PeerClosed => tracing::trace!(?peer, "connection finished"),
+        End::Drained => tracing::debug!(?peer, "connection closed: the server is stopping"),
         End::Upgrade(handler) => {
             let raw = UpgradedStream::new(framer.take_buffered(), output.stream);
             handler(Box::new(raw)).await;
@@ -81,6 +87,7 @@ async fn serve(
     stats: &ServerStats,
     framer: &mut Framer,
     output: &mut ConnectionOutput,
+    draining: &mut watch::Receiver<bool>,
     peer: Option<PeerCredentials>,
 ) -> End {
     loop {
@@ -115,8 +122,9 @@ async fn serve(
         if let Err(e) = output.write_pending().await {
             return End::Closed("write failed", e.to_string());
         }
-        match read_some(framer, &output.stream).await {
-            Ok(0) => {
+        match read_some(framer, &output.stream, draining).await {
+            Ok(None) => return End::Drained,
+            Ok(Some(0)) => {
                 if framer.buffered().is_empty() {
                     return End::PeerClosed;
                 }
@@ -128,25 +136,34 @@ async fn serve(
                     ),
                 );
             }
-            Ok(_) => {}
+            Ok(Some(_)) => {}
             Err(e) => return End::Closed("read failed", e.to_string()),
         }
     }
 }
 
-/// Reads at least one byte (or EOF). An idle connection holds no read buffer: memory is
-/// reserved only once the socket has data.
-async fn read_some(framer: &mut Framer, stream: &Stream) -> io::Result<usize> {
+/// Reads at least one byte (`Some(0)` at EOF). An idle connection holds no read buffer:
+/// memory is reserved only once the socket has data. Returns `None` when the server drains
+/// while this connection is idle (nothing received and unanswered).
+async fn read_some(
+    framer: &mut Framer,
+    stream: &Stream,
+    draining: &mut watch::Receiver<bool>,
+) -> io::Result<Option<usize>> {
     loop {
         if framer.buffered().is_empty() {
             framer.shrink_if_idle(0);
-            stream.readable().await?;
+            tokio::select! {
+                biased;
+                ready = stream.readable() => ready?,
+                _ = draining.wait_for(|d| *d) => return Ok(None),
+            }
         }
         let buffer = framer.buffer_mut();
         buffer.reserve(READ_SIZE);
         match stream.try_read_buf(buffer) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
-            result => return result,
+            result => return result.map(Some),
         }
     }
 }

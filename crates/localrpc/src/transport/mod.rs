@@ -4,11 +4,17 @@
 //! explicit mode after probing for a stale one, adopting listener fds handed over by a service
 //! manager, and reading SO_PEERCRED.
 
+mod activation;
 mod address;
+mod exec;
 mod listener;
 mod stream;
 mod upgraded;
 
+pub use activation::{
+    ActivatedFd, ActivationEnv, ActivationError, ActivationVars, LISTEN_FDS_START, SocketKind,
+    take_listen_fds,
+};
 pub use address::{Address, AddressError};
 pub use listener::{BindError, Listener, UnixBindOptions};
 pub use stream::Stream;

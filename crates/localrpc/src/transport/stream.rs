@@ -20,8 +20,8 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Connects to `address`. Exec and ssh addresses are opened by the `localrpc` command,
-    /// not by this function.
+    /// Connects to `address`. Exec and ssh addresses start a child process that lives as long
+    /// as the returned stream (see `transport/exec.rs`).
     pub async fn connect(address: &Address) -> io::Result<Stream> {
         match address {
             Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
@@ -36,6 +36,9 @@ impl Stream {
                 let stream = TcpStream::connect(hostport.as_str()).await?;
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
+            }
+            Address::Exec(_) | Address::SshUnix { .. } | Address::SshExec { .. } => {
+                super::exec::connect(address).await
             }
             other => Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -1,0 +1,334 @@
+//! Process concerns of a localrpc daemon: socket activation or its own sockets, the
+//! single-instance lock, sd_notify, signals (drain on SIGTERM/SIGINT, reload on SIGHUP),
+//! exit-on-idle and log setup.
+//!
+//! ```no_run
+//! # fn service() -> localrpc::service::Service { unimplemented!() }
+//! use localrpc::daemon::{Daemon, DaemonOptions, LogFormat};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     // First thing, while the process has one thread: take the activation fds.
+//!     let daemon = match Daemon::from_env("exampled") {
+//!         Ok(daemon) => daemon,
+//!         Err(e) => { eprintln!("exampled: {e}"); return std::process::ExitCode::FAILURE; }
+//!     };
+//!     localrpc::daemon::logging::init(LogFormat::Auto);
+//!     let options = DaemonOptions::new("/run/example/example.sock");
+//!     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+//!     match runtime.block_on(daemon.run(service(), options)) {
+//!         Ok(()) => std::process::ExitCode::SUCCESS,
+//!         Err(e) => { eprintln!("exampled: {e}"); std::process::ExitCode::FAILURE }
+//!     }
+//! }
+//! ```
+
+mod lock;
+pub mod logging;
+mod notify;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use lock::{InstanceLock, LockError};
+pub use logging::LogFormat;
+pub use notify::{Notifier, monotonic_usec, watchdog_interval};
+
+use crate::server::{Server, ServerConfig, StopReason};
+use crate::service::Service;
+use crate::transport::{
+    ActivatedFd, ActivationError, Address, BindError, Listener, Stream, UnixBindOptions,
+    take_listen_fds,
+};
+
+/// The name systemd units give the varlink socket (`FileDescriptorName=varlink`).
+pub const VARLINK_FD_NAME: &str = "varlink";
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The activation environment is invalid.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    /// Another instance runs.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A socket could not be set up.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A passed fd cannot carry varlink.
+    #[error("passed file descriptor {name:?}: {reason}")]
+    UnsupportedFd {
+        /// Its name.
+        name: String,
+        /// Why it cannot be used, and what would work.
+        reason: String,
+    },
+    /// Another system-level failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A hook run on SIGHUP between `RELOADING=1` and `READY=1`.
+pub type ReloadHook = Arc<dyn Fn() + Send + Sync>;
+
+/// How a daemon sets itself up when it is not socket-activated, and how it stops.
+#[derive(Clone)]
+pub struct DaemonOptions {
+    /// Addresses to listen on; empty means [`DaemonOptions::default_socket`].
+    pub listen: Vec<Address>,
+    /// The socket used when `listen` is empty.
+    pub default_socket: PathBuf,
+    /// Mode of directories created for socket files (default 0755).
+    pub runtime_dir_mode: u32,
+    /// Mode and group of socket files (default 0600).
+    pub socket: UnixBindOptions,
+    /// Take a single-instance lock (`<socket>.lock`) for each socket path (default true).
+    pub single_instance: bool,
+    /// How long in-flight calls may take to finish on shutdown (default 10 s).
+    pub drain_timeout: Duration,
+    /// Server limits, including exit-on-idle.
+    pub server: ServerConfig,
+    /// Called on SIGHUP.
+    pub on_reload: Option<ReloadHook>,
+}
+
+impl DaemonOptions {
+    /// Defaults with the given default socket path.
+    pub fn new(default_socket: impl Into<PathBuf>) -> Self {
+        DaemonOptions {
+            listen: Vec::new(),
+            default_socket: default_socket.into(),
+            runtime_dir_mode: 0o755,
+            socket: UnixBindOptions::default(),
+            single_instance: true,
+            drain_timeout: Duration::from_secs(10),
+            server: ServerConfig::default(),
+            on_reload: None,
+        }
+    }
+}
+
+/// The default socket `<dir>/<file>` of a daemon: under `/run` as root, under
+/// `$XDG_RUNTIME_DIR` otherwise (or the temp dir without XDG_RUNTIME_DIR).
+pub fn default_socket_path(dir: &str, file: &str) -> PathBuf {
+    let base = if rustix::process::geteuid().is_root() {
+        PathBuf::from("/run")
+    } else if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(dir)
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(dir).join(file)
+}
+
+/// A daemon process: what the service manager passed it, and how to tell it things.
+pub struct Daemon {
+    name: String,
+    activation: Vec<ActivatedFd>,
+    notifier: Notifier,
+}
+
+/// What the daemon serves on.
+enum Sockets {
+    Listeners(Vec<Listener>),
+    /// An already-connected socket (Accept=yes, exec: addresses): serve it, then exit.
+    Connection(Stream),
+}
+
+impl Daemon {
+    /// Takes the socket-activation fds and removes the activation variables. Call first thing
+    /// in `main`, before any thread (an async runtime included) exists.
+    pub fn from_env(name: &str) -> Result<Daemon, DaemonError> {
+        let activation = take_listen_fds()?;
+        Ok(Daemon { name: name.to_owned(), activation, notifier: Notifier::from_env() })
+    }
+
+    /// True when the service manager passed sockets.
+    pub fn is_socket_activated(&self) -> bool {
+        !self.activation.is_empty()
+    }
+
+    /// The sd_notify sender.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Sets up the sockets, reports readiness and serves `service` until SIGTERM/SIGINT (or
+    /// idle exit), then reports stopping and drains. Returns Ok on a clean stop.
+    pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
+        let mut locks = Vec::new();
+        let sockets = if self.activation.is_empty() {
+            Sockets::Listeners(bind_own_sockets(&self.name, &options, &mut locks).await?)
+        } else {
+            tracing::info!("Using systemd socket activation");
+            adopt_activated(self.activation)?
+        };
+        let server = Server::with_config(service, options.server.clone());
+        // Signal handlers exist before READY=1, as Type=notify-reload requires.
+        let shutdown = shutdown_signals()?;
+        let reload = signal(SignalKind::hangup())
+            .map_err(|source| DaemonError::Io { what: "install SIGHUP handler".into(), source })?;
+        if let Some(interval) = watchdog_interval() {
+            let notifier = self.notifier.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                loop {
+                    tick.tick().await;
+                    notifier.watchdog();
+                }
+            });
+        }
+        let listeners = match sockets {
+            Sockets::Connection(stream) => {
+                self.notifier.ready("serving one connection");
+                let peer = stream.peer_credentials();
+                server.serve_connection(stream, peer).await;
+                self.notifier.stopping("connection closed");
+                return Ok(());
+            }
+            Sockets::Listeners(listeners) => listeners,
+        };
+        let addresses: Vec<String> = listeners.iter().map(Listener::local_address).collect();
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), name = %self.name, "starting");
+        self.notifier.ready(&format!("serving on {}", addresses.join(", ")));
+        tokio::spawn(reload_loop(reload, self.notifier.clone(), options.on_reload.clone()));
+        let reason = server.serve(listeners, shutdown).await;
+        let status = match reason {
+            StopReason::Shutdown => "stopping: finishing calls in flight",
+            StopReason::Idle => "stopping: idle",
+        };
+        tracing::info!(?reason, active = server.active_connections(), "{status}");
+        self.notifier.stopping(status);
+        self.notifier.extend_timeout(options.drain_timeout + Duration::from_secs(5));
+        if !server.drain(options.drain_timeout).await {
+            tracing::warn!(
+                remaining = server.active_connections(),
+                "drain timeout passed; closing remaining connections"
+            );
+        }
+        drop(locks);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Creates the socket directories, takes the locks and binds every configured address.
+async fn bind_own_sockets(
+    name: &str,
+    options: &DaemonOptions,
+    locks: &mut Vec<InstanceLock>,
+) -> Result<Vec<Listener>, DaemonError> {
+    let default = [Address::Unix(options.default_socket.clone())];
+    let addresses = if options.listen.is_empty() { &default[..] } else { &options.listen[..] };
+    let mut listeners = Vec::new();
+    for address in addresses {
+        if let Address::Unix(path) = address {
+            create_runtime_dir(path, options.runtime_dir_mode)?;
+            if options.single_instance {
+                let lock = InstanceLock::acquire(&lock_path(path), name)?;
+                tracing::info!(lock = %lock.path().display(), "PID lock acquired");
+                locks.push(lock);
+            }
+        }
+        let listener = Listener::bind(address, options.socket).await?;
+        tracing::info!(address = %listener.local_address(), "Listening on socket");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// `<socket>.lock`, next to the socket.
+fn lock_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn create_runtime_dir(socket: &Path, mode: u32) -> Result<(), DaemonError> {
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|source| DaemonError::Io { what: format!("create {}", dir.display()), source })
+}
+
+/// Picks the fds named `varlink` (or every fd when none has that name) and turns each into
+/// a listener, or the single connected socket.
+fn adopt_activated(fds: Vec<ActivatedFd>) -> Result<Sockets, DaemonError> {
+    let named = fds.iter().any(|fd| fd.name == VARLINK_FD_NAME);
+    let mut listeners = Vec::new();
+    for fd in fds {
+        if named && fd.name != VARLINK_FD_NAME {
+            tracing::debug!(name = %fd.name, "ignoring passed fd not named varlink");
+            continue;
+        }
+        let unsupported = |name: &str, reason: String| DaemonError::UnsupportedFd { name: name.to_owned(), reason };
+        let kind = fd.kind().map_err(|e| unsupported(&fd.name, format!("not a socket ({e})")))?;
+        if kind.socket_type != rustix::net::SocketType::STREAM {
+            return Err(unsupported(
+                &fd.name,
+                format!("a {:?} socket; varlink needs a stream socket (ListenStream=)", kind.socket_type),
+            ));
+        }
+        let name = fd.name.clone();
+        if kind.listening {
+            listeners.push(Listener::from_fd(fd.fd).map_err(|e| unsupported(&name, e.to_string()))?);
+        } else if kind.family == rustix::net::AddressFamily::UNIX && listeners.is_empty() {
+            let std_stream = std::os::unix::net::UnixStream::from(fd.fd);
+            let stream = std_stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(std_stream))
+                .map_err(|e| unsupported(&name, e.to_string()))?;
+            return Ok(Sockets::Connection(Stream::Unix(stream)));
+        } else {
+            return Err(unsupported(&name, "a connected socket mixed with others; pass one connected unix socket alone (Accept=yes)".into()));
+        }
+    }
+    if listeners.is_empty() {
+        return Err(DaemonError::UnsupportedFd {
+            name: VARLINK_FD_NAME.into(),
+            reason: "no usable socket was passed".into(),
+        });
+    }
+    Ok(Sockets::Listeners(listeners))
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>, DaemonError> {
+    let install = |kind, what: &str| {
+        signal(kind).map_err(|source| DaemonError::Io { what: format!("install {what} handler"), source })
+    };
+    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+async fn reload_loop(mut hangup: tokio::signal::unix::Signal, notifier: Notifier, hook: Option<ReloadHook>) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received, reloading");
+        notifier.reloading();
+        if let Some(hook) = &hook {
+            hook();
+        }
+        notifier.ready("reloaded");
+    }
+}
