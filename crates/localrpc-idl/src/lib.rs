@@ -16,9 +16,11 @@ mod check;
 mod format;
 mod lint;
 mod parse;
+mod zero;
 
 pub use ast::{EnumVariant, ErrorDef, Field, Interface, Member, Method, Type, TypeDef};
 pub use check::{CheckError, check_parameters, check_value};
 pub use format::{MAX_WIDTH, format};
 pub use lint::systemd_lint;
 pub use parse::{MAX_DEPTH, ParseError, parse};
+pub use zero::fill_zero_values;

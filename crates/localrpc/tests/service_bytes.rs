@@ -337,3 +337,29 @@ fn registering_an_interface_twice_is_an_error() {
         "interface org.example.test is registered twice"
     );
 }
+
+#[tokio::test]
+async fn zero_value_mode_answers_calls_with_missing_fields() {
+    const RHC: &str = "interface com.example.rhc\nmethod Test(input: string) -> (output: string)\n";
+    let build = |lenient: bool| {
+        let mut iface = InterfaceBuilder::new(RHC).expect("parses").method("Test", |call| {
+            Box::pin(async move {
+                let input: String = call.parameter("input")?;
+                Reply::with(json!({ "output": format!("Echo: {input}") }))
+            })
+        });
+        if lenient {
+            iface = iface.fill_zero_values();
+        }
+        Service::builder().interface(iface).build().expect("builds")
+    };
+    let call = r#"{"method":"com.example.rhc.Test"}"#;
+    assert_eq!(
+        exchange(&build(false), call).await,
+        r#"{"parameters":{"parameter":"input"},"error":"org.varlink.service.InvalidParameter"}|"#
+    );
+    assert_eq!(exchange(&build(true), call).await, r#"{"parameters":{"output":"Echo: "}}|"#);
+    // A wrong type is still an error in the lenient mode.
+    let wrong = r#"{"method":"com.example.rhc.Test","parameters":{"input":5}}"#;
+    assert!(exchange(&build(true), wrong).await.contains("InvalidParameter"));
+}

@@ -170,6 +170,8 @@ struct InterfaceEntry {
     text: String,
     idl: Interface,
     methods: HashMap<String, MethodSlot>,
+    /// Fill missing non-nullable parameters with zero values before checking.
+    zero_values: bool,
 }
 
 /// A mistake in how a service was put together.
@@ -219,9 +221,17 @@ impl InterfaceBuilder {
             })
             .collect();
         Ok(InterfaceBuilder {
-            entry: InterfaceEntry { text, idl, methods },
+            entry: InterfaceEntry { text, idl, methods, zero_values: false },
             error: None,
         })
+    }
+
+    /// Accepts calls that leave out (or send `null` for) non-nullable parameters that have an
+    /// obvious zero value (`""`, `0`, `false`, `[]`, `{}`), as Go implementations do, instead of
+    /// answering `InvalidParameter`. Off by default: use it for parity with such peers.
+    pub fn fill_zero_values(mut self) -> Self {
+        self.entry.zero_values = true;
+        self
     }
 
     /// The interface's name.
@@ -283,24 +293,13 @@ impl InterfaceBuilder {
 }
 
 /// Builds a [`Service`]: identity for GetInfo plus interfaces in registration order.
+#[derive(Default)]
 pub struct ServiceBuilder {
     vendor: String,
     product: String,
     version: String,
     url: String,
     interfaces: Vec<InterfaceBuilder>,
-}
-
-impl Default for ServiceBuilder {
-    fn default() -> Self {
-        ServiceBuilder {
-            vendor: String::new(),
-            product: String::new(),
-            version: String::new(),
-            url: String::new(),
-            interfaces: Vec::new(),
-        }
-    }
 }
 
 impl ServiceBuilder {
@@ -448,7 +447,7 @@ impl Service {
 
     async fn route(
         &self,
-        call: CallMessage,
+        mut call: CallMessage,
         peer: Option<PeerCredentials>,
         out: &mut dyn Output,
     ) -> MethodResult {
@@ -461,6 +460,9 @@ impl Service {
         let Member::Method(declaration) = &entry.idl.members[slot.member] else {
             unreachable!("method slots index method declarations");
         };
+        if entry.zero_values {
+            localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut call.parameters);
+        }
         if let Err(error) =
             localrpc_idl::check_parameters(&entry.idl, &declaration.input, &call.parameters)
         {
