@@ -12,9 +12,13 @@ use localrpc::transport::{Address, UnixBindOptions};
 
 /// The localrpc reference daemon.
 #[derive(Parser, Debug)]
-#[command(version, about, after_help = "\
+#[command(
+    version,
+    about,
+    after_help = "\
 Under systemd socket activation the passed socket named \"varlink\" (FileDescriptorName=varlink),
-or every passed socket when none has that name, is served and --listen is ignored.")]
+or every passed socket when none has that name, is served and --listen is ignored."
+)]
 struct Args {
     /// Address to listen on (repeatable): unix:/path, unix:@name, /path, tcp:HOST:PORT.
     /// Default: $XDG_RUNTIME_DIR/localrpc/localrpcd.sock, or /run/localrpc/localrpcd.sock as root.
@@ -32,6 +36,18 @@ struct Args {
     /// Largest accepted message in bytes; a larger one closes its connection.
     #[arg(long, value_name = "BYTES", default_value_t = localrpc::wire::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
+
+    /// Most connections open at once (capped at 3/4 of RLIMIT_NOFILE); more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_connections: usize,
+
+    /// Most connections open at once per peer uid.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections_per_uid: usize,
+
+    /// Close connections idle for this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    idle_timeout: Option<f64>,
 
     /// Exit after this many seconds without any connection (for socket activation).
     #[arg(long, value_name = "SECONDS")]
@@ -54,7 +70,8 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{flag} must be a non-negative number of seconds"))
 }
 
 fn main() -> ExitCode {
@@ -75,7 +92,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("localrpcd: cannot start the async runtime: {e}");
@@ -84,7 +104,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let service = localrpcd::service().map_err(|e| format!("internal error: {e}"))?;
-        daemon.run(service, options).await.map_err(|e| e.to_string())
+        daemon
+            .run(service, options)
+            .await
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,11 +121,24 @@ fn main() -> ExitCode {
 fn options(args: &Args) -> Result<DaemonOptions, String> {
     let mut options = DaemonOptions::new(default_socket_path("localrpc", "localrpcd.sock"));
     options.listen = args.listen.clone();
-    options.socket = UnixBindOptions { mode: args.socket_mode, group: args.socket_group };
+    options.socket = UnixBindOptions {
+        mode: args.socket_mode,
+        group: args.socket_group,
+    };
     options.drain_timeout = seconds(args.drain_timeout, "drain-timeout")?;
     options.server = ServerConfig {
         max_message_size: args.max_message_size,
-        exit_on_idle: args.exit_on_idle.map(|s| seconds(s, "exit-on-idle")).transpose()?,
+        max_connections: args.max_connections,
+        max_connections_per_uid: args.max_connections_per_uid,
+        idle_timeout: args
+            .idle_timeout
+            .map(|s| seconds(s, "idle-timeout"))
+            .transpose()?,
+        exit_on_idle: args
+            .exit_on_idle
+            .map(|s| seconds(s, "exit-on-idle"))
+            .transpose()?,
+        ..ServerConfig::default()
     };
     Ok(options)
 }

@@ -1,9 +1,16 @@
 //! One connection's life: read, dispatch each complete call in order, write once per batch.
+//!
+//! Bounded in every direction: the read buffer by the message size limit, the reply buffer
+//! by `max_queued_output` (beyond it replies are written out mid-batch), every write by
+//! `write_timeout`, a partly received message by `message_timeout`, and an idle connection by
+//! `idle_timeout` and by the server draining.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::{ServerConfig, ServerStats};
 use crate::service::{BoxFuture, Dispatched, Output, PeerCredentials, Service, UpgradeHandler};
@@ -19,14 +26,25 @@ const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
 struct ConnectionOutput {
     stream: Stream,
     pending: Vec<u8>,
+    write_timeout: Duration,
 }
 
 impl ConnectionOutput {
+    /// Writes everything pending; fails with `TimedOut` when the peer stops reading.
     async fn write_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.pending).await;
+        let result =
+            match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.pending))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer is not reading its replies",
+                )),
+            };
         self.pending.clear();
         if self.pending.capacity() > KEEP_OUTPUT_CAPACITY {
             self.pending = Vec::new();
@@ -55,11 +73,18 @@ enum End {
     Upgrade(UpgradeHandler),
 }
 
+/// What the next read produced.
+enum Read {
+    Bytes,
+    Eof,
+    Drained,
+}
+
 pub(super) async fn run(
     service: &Service,
     config: &ServerConfig,
     stats: &ServerStats,
-    draining: watch::Receiver<bool>,
+    mut draining: watch::Receiver<bool>,
     stream: Stream,
     peer: Option<PeerCredentials>,
 ) {
@@ -67,9 +92,19 @@ pub(super) async fn run(
     let mut output = ConnectionOutput {
         stream,
         pending: Vec::new(),
+        write_timeout: config.write_timeout,
     };
-    let mut draining = draining;
-    match serve(service, stats, &mut framer, &mut output, &mut draining, peer).await {
+    match serve(
+        service,
+        config,
+        stats,
+        &mut framer,
+        &mut output,
+        &mut draining,
+        peer,
+    )
+    .await
+    {
         End::PeerClosed => tracing::trace!(?peer, "connection finished"),
         End::Drained => tracing::debug!(?peer, "connection closed: the server is stopping"),
         End::Upgrade(handler) => {
@@ -84,12 +119,15 @@ pub(super) async fn run(
 
 async fn serve(
     service: &Service,
+    config: &ServerConfig,
     stats: &ServerStats,
     framer: &mut Framer,
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
     peer: Option<PeerCredentials>,
 ) -> End {
+    // When the first byte of a still incomplete message arrived.
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Dispatch every complete message already buffered, in order.
         loop {
@@ -102,12 +140,13 @@ async fn serve(
                     return End::Closed("message too large", too_large.to_string());
                 }
             };
+            partial_since = None;
             ServerStats::bump(&stats.calls);
             match service.handle(&message, peer, output).await {
                 Ok(Dispatched::Continue) => {}
                 Ok(Dispatched::Upgrade(handler)) => {
                     if let Err(e) = output.write_pending().await {
-                        return End::Closed("write failed", e.to_string());
+                        return write_failed(stats, e);
                     }
                     return End::Upgrade(handler);
                 }
@@ -117,17 +156,26 @@ async fn serve(
                     return End::Closed("protocol violation", violation.reason);
                 }
             }
+            if output.pending.len() > config.max_queued_output {
+                if let Err(e) = output.write_pending().await {
+                    return write_failed(stats, e);
+                }
+            }
         }
         // One write for the whole batch of replies.
         if let Err(e) = output.write_pending().await {
-            return End::Closed("write failed", e.to_string());
+            return write_failed(stats, e);
         }
-        match read_some(framer, &output.stream, draining).await {
-            Ok(None) => return End::Drained,
-            Ok(Some(0)) => {
-                if framer.buffered().is_empty() {
-                    return End::PeerClosed;
-                }
+        let deadline = if framer.buffered().is_empty() {
+            config.idle_timeout.map(|idle| Instant::now() + idle)
+        } else {
+            Some(*partial_since.get_or_insert_with(Instant::now) + config.message_timeout)
+        };
+        match read_some(framer, &output.stream, draining, deadline).await {
+            Ok(Read::Bytes) => {}
+            Ok(Read::Drained) => return End::Drained,
+            Ok(Read::Eof) if framer.buffered().is_empty() => return End::PeerClosed,
+            Ok(Read::Eof) => {
                 return End::Closed(
                     "peer closed mid-message",
                     format!(
@@ -136,34 +184,59 @@ async fn serve(
                     ),
                 );
             }
-            Ok(Some(_)) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ServerStats::bump(&stats.timeouts);
+                return End::Closed("timeout", e.to_string());
+            }
             Err(e) => return End::Closed("read failed", e.to_string()),
         }
     }
 }
 
-/// Reads at least one byte (`Some(0)` at EOF). An idle connection holds no read buffer:
-/// memory is reserved only once the socket has data. Returns `None` when the server drains
-/// while this connection is idle (nothing received and unanswered).
+fn write_failed(stats: &ServerStats, error: io::Error) -> End {
+    if error.kind() == io::ErrorKind::TimedOut {
+        ServerStats::bump(&stats.timeouts);
+    }
+    End::Closed("write failed", error.to_string())
+}
+
+/// Reads at least one byte, or EOF. An idle connection holds no read buffer: memory is
+/// reserved only once the socket has data. Stops with `Drained` when the server drains
+/// while nothing is buffered, and with `TimedOut` at `deadline` (idle or slow-sender limit).
 async fn read_some(
     framer: &mut Framer,
     stream: &Stream,
     draining: &mut watch::Receiver<bool>,
-) -> io::Result<Option<usize>> {
+    deadline: Option<Instant>,
+) -> io::Result<Read> {
+    let idle = framer.buffered().is_empty();
+    if idle {
+        framer.shrink_if_idle(0);
+    }
+    let expired = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
-        if framer.buffered().is_empty() {
-            framer.shrink_if_idle(0);
-            tokio::select! {
-                biased;
-                ready = stream.readable() => ready?,
-                _ = draining.wait_for(|d| *d) => return Ok(None),
+        tokio::select! {
+            biased;
+            ready = stream.readable() => ready?,
+            _ = draining.wait_for(|d| *d), if idle => return Ok(Read::Drained),
+            () = &mut expired => {
+                let what = if idle { "idle timeout" } else { "message not completed in time (slow sender)" };
+                return Err(io::Error::new(io::ErrorKind::TimedOut, what));
             }
         }
         let buffer = framer.buffer_mut();
         buffer.reserve(READ_SIZE);
         match stream.try_read_buf(buffer) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
-            result => return result.map(Some),
+            Ok(0) => return Ok(Read::Eof),
+            Ok(_) => return Ok(Read::Bytes),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
 }

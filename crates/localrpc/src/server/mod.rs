@@ -10,10 +10,12 @@
 
 mod connection;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -21,20 +23,55 @@ use crate::service::{PeerCredentials, Service};
 use crate::transport::{Listener, Stream};
 use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 
-/// Limits and tuning of a server. Every field is a documented, named setting.
+/// Limits and tuning of a server. Every field is a documented, named setting; the defaults
+/// follow systemd's sd-varlink where it has one.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Largest accepted message in bytes (the NUL excluded); a larger one closes its
     /// connection and is counted in [`ServerStats::oversized_messages`]. Default 16 MiB.
     pub max_message_size: usize,
+    /// Connections open at once; further ones are closed right after accept and counted in
+    /// [`ServerStats::connections_refused`]. Default 4096, and never more than 3/4 of
+    /// `RLIMIT_NOFILE` (read when the server is created).
+    pub max_connections: usize,
+    /// Connections open at once per peer uid (Unix sockets). Default 1024.
+    pub max_connections_per_uid: usize,
+    /// Replies buffered for one connection before they are written out mid-batch; with
+    /// `write_timeout`, bounds the memory a peer that does not read can pin. Default 1 MiB.
+    pub max_queued_output: usize,
+    /// How long a write may make no progress before the peer is considered gone (it is not
+    /// reading its replies). Default 60 s.
+    pub write_timeout: Duration,
+    /// How long a message may take to arrive once its first byte is in (slow senders).
+    /// Default 60 s.
+    pub message_timeout: Duration,
+    /// Close connections idle (nothing received, nothing in flight) this long. Default none.
+    pub idle_timeout: Option<Duration>,
     /// Stop serving after this long without any connection (`None`: never). Default `None`.
     pub exit_on_idle: Option<Duration>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, exit_on_idle: None }
+        ServerConfig {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: 4096,
+            max_connections_per_uid: 1024,
+            max_queued_output: 1024 * 1024,
+            write_timeout: Duration::from_secs(60),
+            message_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            exit_on_idle: None,
+        }
     }
+}
+
+/// 3/4 of the soft `RLIMIT_NOFILE`, the most connections a server allows (as sd-varlink).
+fn connection_cap_from_rlimit() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.map_or(usize::MAX, |n| {
+        usize::try_from(n / 4 * 3).unwrap_or(usize::MAX)
+    })
 }
 
 /// Counters a server keeps, readable while it runs.
@@ -48,6 +85,11 @@ pub struct ServerStats {
     pub oversized_messages: AtomicU64,
     /// Connections closed because of a malformed message.
     pub protocol_errors: AtomicU64,
+    /// Connections closed at accept because a connection limit was reached.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because a peer was too slow (sending a message, reading replies)
+    /// or idle past the idle timeout.
+    pub timeouts: AtomicU64,
 }
 
 impl ServerStats {
@@ -75,6 +117,10 @@ pub struct Server {
     active: watch::Sender<usize>,
     /// Set once draining: connections close as soon as they are idle.
     draining: watch::Sender<bool>,
+    /// Open connections per peer uid.
+    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+    /// When a refusal was last logged (refusals are logged at most once a second).
+    refusal_logged: Arc<Mutex<Option<Instant>>>,
 }
 
 /// How long to pause accepting after the process or system runs out of file descriptors.
@@ -86,15 +132,27 @@ impl Server {
         Server::with_config(service, ServerConfig::default())
     }
 
-    /// A server with the given configuration.
-    pub fn with_config(service: Service, config: ServerConfig) -> Self {
+    /// A server with the given configuration (`max_connections` is capped at 3/4 of
+    /// `RLIMIT_NOFILE`).
+    pub fn with_config(service: Service, mut config: ServerConfig) -> Self {
+        config.max_connections = config
+            .max_connections
+            .min(connection_cap_from_rlimit())
+            .max(1);
         Server {
             service: Arc::new(service),
             config: Arc::new(config),
             stats: Arc::new(ServerStats::default()),
             active: watch::Sender::new(0),
             draining: watch::Sender::new(false),
+            per_uid: Arc::default(),
+            refusal_logged: Arc::default(),
         }
+    }
+
+    /// The configuration in force (with `max_connections` capped).
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     /// The server's counters.
@@ -111,7 +169,11 @@ impl Server {
     /// been idle for [`ServerConfig::exit_on_idle`]), then stops accepting, closes the
     /// listeners and removes the socket files this process created. Connections already
     /// accepted keep running: follow with [`Server::drain`].
-    pub async fn serve(&self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) -> StopReason {
+    pub async fn serve(
+        &self,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> StopReason {
         let mut accept_loops = tokio::task::JoinSet::new();
         for listener in listeners {
             let server = self.clone();
@@ -132,13 +194,18 @@ impl Server {
 
     /// Completes once there has been no connection for `limit` (never when `None`).
     async fn idle(&self, limit: Option<Duration>) {
-        let Some(limit) = limit else { return std::future::pending().await };
+        let Some(limit) = limit else {
+            return std::future::pending().await;
+        };
         let mut active = self.active.subscribe();
         loop {
             if active.wait_for(|n| *n == 0).await.is_err() {
                 return std::future::pending().await;
             }
-            if tokio::time::timeout(limit, active.wait_for(|n| *n > 0)).await.is_err() {
+            if tokio::time::timeout(limit, active.wait_for(|n| *n > 0))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -149,16 +216,24 @@ impl Server {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.draining.send_replace(true);
         let mut active = self.active.subscribe();
-        matches!(tokio::time::timeout(grace, active.wait_for(|n| *n == 0)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(grace, active.wait_for(|n| *n == 0)).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn accept_loop(&self, listener: &Listener) {
         loop {
             match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let server = self.clone();
-                    tokio::spawn(async move { server.serve_connection(stream, peer).await });
-                }
+                Ok((stream, peer)) => match self.admit(peer) {
+                    Some(admitted) => {
+                        let server = self.clone();
+                        tokio::spawn(
+                            async move { server.run_connection(admitted, stream, peer).await },
+                        );
+                    }
+                    None => self.refuse(stream, peer),
+                },
                 Err(error) => {
                     // EMFILE/ENFILE/ENOBUFS and the like: back off instead of spinning.
                     tracing::warn!(address = %listener.local_address(), %error, "accept failed; pausing");
@@ -169,11 +244,79 @@ impl Server {
     }
 
     /// Serves one already-connected stream until the peer closes it (or the server drains).
+    /// The connection limits apply: over a limit, the stream is closed at once.
     pub async fn serve_connection(&self, stream: Stream, peer: Option<PeerCredentials>) {
+        match self.admit(peer) {
+            Some(admitted) => self.run_connection(admitted, stream, peer).await,
+            None => self.refuse(stream, peer),
+        }
+    }
+
+    async fn run_connection(
+        &self,
+        _admitted: ActiveConnection,
+        stream: Stream,
+        peer: Option<PeerCredentials>,
+    ) {
         ServerStats::bump(&self.stats.connections_accepted);
-        let _active = ActiveConnection::enter(&self.active);
         let draining = self.draining.subscribe();
-        connection::run(&self.service, &self.config, &self.stats, draining, stream, peer).await;
+        connection::run(
+            &self.service,
+            &self.config,
+            &self.stats,
+            draining,
+            stream,
+            peer,
+        )
+        .await;
+    }
+
+    /// Counts a new connection in, or `None` when a limit is reached.
+    fn admit(&self, peer: Option<PeerCredentials>) -> Option<ActiveConnection> {
+        let max = self.config.max_connections;
+        if !self.active.send_if_modified(|n| {
+            *n < max && {
+                *n += 1;
+                true
+            }
+        }) {
+            return None;
+        }
+        let mut admitted = ActiveConnection {
+            active: self.active.clone(),
+            uid: None,
+        };
+        if let Some(uid) = peer.map(|p| p.uid) {
+            let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
+            let count = per_uid.entry(uid).or_insert(0);
+            if *count >= self.config.max_connections_per_uid {
+                return None; // dropping `admitted` gives the slot back
+            }
+            *count += 1;
+            admitted.uid = Some((uid, self.per_uid.clone()));
+        }
+        Some(admitted)
+    }
+
+    /// Closes a connection over a limit: a plain close, as sd-varlink does (the peer's
+    /// first read sees EOF or ECONNRESET; nothing it sent was processed).
+    fn refuse(&self, stream: Stream, peer: Option<PeerCredentials>) {
+        ServerStats::bump(&self.stats.connections_refused);
+        drop(stream);
+        let mut logged = self
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(
+                ?peer,
+                max_connections = self.config.max_connections,
+                max_connections_per_uid = self.config.max_connections_per_uid,
+                refused_total = self.stats.connections_refused.load(Ordering::Relaxed),
+                "connection limit reached; closing new connections"
+            );
+        }
     }
 }
 
@@ -186,18 +329,24 @@ impl Drop for OwnedSocketFile {
     }
 }
 
-/// Counts a connection as open for as long as it lives, even if its task is aborted.
-struct ActiveConnection<'a>(&'a watch::Sender<usize>);
-
-impl<'a> ActiveConnection<'a> {
-    fn enter(active: &'a watch::Sender<usize>) -> Self {
-        active.send_modify(|n| *n += 1);
-        ActiveConnection(active)
-    }
+/// Counts a connection as open (in total and for its uid) for as long as it lives, even if
+/// its task is aborted.
+struct ActiveConnection {
+    active: watch::Sender<usize>,
+    uid: Option<(u32, Arc<Mutex<HashMap<u32, usize>>>)>,
 }
 
-impl Drop for ActiveConnection<'_> {
+impl Drop for ActiveConnection {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        self.active.send_modify(|n| *n -= 1);
+        if let Some((uid, per_uid)) = &self.uid {
+            let mut per_uid = per_uid.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = per_uid.get_mut(uid) {
+                *count -= 1;
+                if *count == 0 {
+                    per_uid.remove(uid);
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,317 @@
+//! Server limits over real Unix sockets: connection caps, slow senders, idle peers, peers
+//! that never read, and draining.
+
+use std::time::Duration;
+
+use localrpc::server::{Server, ServerConfig, StopReason};
+use localrpc::service::{InterfaceBuilder, Reply, Service};
+use localrpc::transport::{Address, Listener, UnixBindOptions};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const IDL: &str = "interface org.example.limits\n\
+                   method Echo(text: string) -> (text: string)\n\
+                   method Sleep(ms: int) -> ()\n";
+
+fn service() -> Service {
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("IDL parses")
+        .method("Echo", |call| {
+            Box::pin(async move { Reply::with(json!({ "text": call.parameters.get("text") })) })
+        })
+        .method("Sleep", |call| {
+            Box::pin(async move {
+                let ms: u64 = call.parameter("ms")?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(Reply::empty())
+            })
+        });
+    Service::builder()
+        .interface(iface)
+        .build()
+        .expect("service builds")
+}
+
+struct Running {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    server: Server,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<StopReason>,
+}
+
+async fn start(config: ServerConfig) -> Running {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sock");
+    let listener = Listener::bind(&Address::Unix(path.clone()), UnixBindOptions::default())
+        .await
+        .expect("bind");
+    let server = Server::with_config(service(), config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .serve(vec![listener], async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    Running {
+        _dir: dir,
+        path,
+        server,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn echo(stream: &mut UnixStream, text: &str) -> String {
+    let call = format!(
+        "{{\"method\":\"org.example.limits.Echo\",\"parameters\":{{\"text\":\"{text}\"}}}}\0"
+    );
+    stream.write_all(call.as_bytes()).await.expect("write call");
+    read_reply(stream).await.expect("a reply")
+}
+
+/// Reads one NUL-terminated reply; `None` at EOF or reset.
+async fn read_reply(stream: &mut UnixStream) -> Option<String> {
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await {
+            Ok(Ok(1)) if byte[0] == 0 => return Some(String::from_utf8_lossy(&reply).into_owned()),
+            Ok(Ok(1)) => reply.push(byte[0]),
+            Ok(_) => return None,
+            Err(_) => panic!("no reply and no close within 5 s"),
+        }
+    }
+}
+
+/// True when the server closed the connection within `within`.
+async fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn wait_for_active(server: &Server, n: usize) {
+    for _ in 0..500 {
+        if server.active_connections() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "expected {n} active connections, have {}",
+        server.active_connections()
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_counted() {
+    let config = ServerConfig {
+        max_connections: 3,
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let mut stream = UnixStream::connect(&running.path).await.expect("connect");
+        assert!(
+            echo(&mut stream, &format!("c{i}"))
+                .await
+                .contains(&format!("c{i}"))
+        );
+        open.push(stream);
+    }
+    let mut fourth = UnixStream::connect(&running.path)
+        .await
+        .expect("connect is queued by the kernel");
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2)).await,
+        "the 4th connection is closed"
+    );
+    assert_eq!(
+        running
+            .server
+            .stats()
+            .connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The admitted ones are unaffected, and a slot frees up when one closes.
+    assert!(echo(&mut open[0], "still").await.contains("still"));
+    drop(open.pop());
+    wait_for_active(&running.server, 2).await;
+    let mut again = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut again, "again").await.contains("again"));
+}
+
+#[tokio::test]
+async fn per_uid_limit_applies_to_the_same_user() {
+    let config = ServerConfig {
+        max_connections_per_uid: 1,
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut first = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut first, "one").await.contains("one"));
+    let mut second = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(
+        closed_within(&mut second, Duration::from_secs(2)).await,
+        "same uid: refused"
+    );
+    drop(first);
+    wait_for_active(&running.server, 0).await;
+    let mut third = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(
+        echo(&mut third, "three").await.contains("three"),
+        "the slot was given back"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_sender_is_closed_without_hurting_others() {
+    let config = ServerConfig {
+        message_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut slow = UnixStream::connect(&running.path).await.expect("connect");
+    slow.write_all(b"{\"method\":\"org.example.limits.Echo\",")
+        .await
+        .expect("half a message");
+    let mut other = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut other, "fast").await.contains("fast"));
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "slow sender closed"
+    );
+    assert!(echo(&mut other, "fast again").await.contains("fast again"));
+    let timeouts = running
+        .server
+        .stats()
+        .timeouts
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(timeouts, 1);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_when_configured() {
+    let config = ServerConfig {
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut idle = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut idle, "x").await.contains("x"));
+    assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_disconnected_with_bounded_memory() {
+    let config = ServerConfig {
+        write_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut reader_less = UnixStream::connect(&running.path).await.expect("connect");
+    // Pipeline far more reply bytes than the socket buffers hold, and never read.
+    let big = "x".repeat(60_000);
+    let call = format!(
+        "{{\"method\":\"org.example.limits.Echo\",\"parameters\":{{\"text\":\"{big}\"}}}}\0"
+    );
+    let writer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if reader_less.write_all(call.as_bytes()).await.is_err() {
+                return true; // the server closed the connection
+            }
+        }
+        false
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("bounded")
+        .expect("task");
+    assert!(closed, "the server gave up on a peer that does not read");
+    let mut other = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut other, "ok").await.contains("ok"));
+}
+
+#[tokio::test]
+async fn drain_finishes_calls_in_flight_then_closes() {
+    let mut running = start(ServerConfig::default()).await;
+    let mut busy = UnixStream::connect(&running.path).await.expect("connect");
+    let mut idle = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut idle, "x").await.contains("x"));
+    busy.write_all(b"{\"method\":\"org.example.limits.Sleep\",\"parameters\":{\"ms\":300}}\0")
+        .await
+        .expect("write");
+    // Wait until the Sleep call has been dispatched (the Echo was call 1).
+    while running
+        .server
+        .stats()
+        .calls
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 2
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running
+        .stop
+        .take()
+        .expect("not stopped yet")
+        .send(())
+        .expect("server running");
+    assert_eq!(
+        running.task.await.expect("serve task"),
+        StopReason::Shutdown
+    );
+    assert!(
+        !running.path.exists(),
+        "the socket file is removed when serving stops"
+    );
+    let drained = running.server.drain(Duration::from_secs(5));
+    let (drained, reply) = tokio::join!(drained, read_reply(&mut busy));
+    assert_eq!(
+        reply.as_deref(),
+        Some("{}"),
+        "the call in flight got its reply"
+    );
+    assert!(drained, "all connections closed within the grace period");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(1)).await,
+        "idle connection closed"
+    );
+}
+
+#[tokio::test]
+async fn exit_on_idle_stops_serving_after_the_quiet_period() {
+    let config = ServerConfig {
+        exit_on_idle: Some(Duration::from_millis(200)),
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut stream = UnixStream::connect(&running.path).await.expect("connect");
+    assert!(echo(&mut stream, "x").await.contains("x"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !running.task.is_finished(),
+        "an open connection keeps the server busy"
+    );
+    drop(stream);
+    let reason = tokio::time::timeout(Duration::from_secs(5), running.task)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert_eq!(reason, StopReason::Idle);
+}
