@@ -342,12 +342,14 @@ fn registering_an_interface_twice_is_an_error() {
 async fn zero_value_mode_answers_calls_with_missing_fields() {
     const RHC: &str = "interface com.example.rhc\nmethod Test(input: string) -> (output: string)\n";
     let build = |lenient: bool| {
-        let mut iface = InterfaceBuilder::new(RHC).expect("parses").method("Test", |call| {
-            Box::pin(async move {
-                let input: String = call.parameter("input")?;
-                Reply::with(json!({ "output": format!("Echo: {input}") }))
-            })
-        });
+        let mut iface = InterfaceBuilder::new(RHC)
+            .expect("parses")
+            .method("Test", |call| {
+                Box::pin(async move {
+                    let input: String = call.parameter("input")?;
+                    Reply::with(json!({ "output": format!("Echo: {input}") }))
+                })
+            });
         if lenient {
             iface = iface.fill_zero_values();
         }
@@ -358,8 +360,107 @@ async fn zero_value_mode_answers_calls_with_missing_fields() {
         exchange(&build(false), call).await,
         r#"{"parameters":{"parameter":"input"},"error":"org.varlink.service.InvalidParameter"}|"#
     );
-    assert_eq!(exchange(&build(true), call).await, r#"{"parameters":{"output":"Echo: "}}|"#);
+    assert_eq!(
+        exchange(&build(true), call).await,
+        r#"{"parameters":{"output":"Echo: "}}|"#
+    );
     // A wrong type is still an error in the lenient mode.
     let wrong = r#"{"method":"com.example.rhc.Test","parameters":{"input":5}}"#;
-    assert!(exchange(&build(true), wrong).await.contains("InvalidParameter"));
+    assert!(
+        exchange(&build(true), wrong)
+            .await
+            .contains("InvalidParameter")
+    );
+}
+
+#[tokio::test]
+async fn access_policy_is_checked_before_parameters_and_handler() {
+    use localrpc::service::{AccessPolicy, PeerCredentials};
+    let own = rustix::process::geteuid().as_raw();
+    let stranger = PeerCredentials {
+        uid: if own == 4000 { 4001 } else { 4000 },
+        gid: 4000,
+        pid: Some(1),
+    };
+    let friend = PeerCredentials {
+        uid: 5000,
+        gid: 5000,
+        pid: Some(1),
+    };
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("parses")
+        .method("Add", |call| {
+            Box::pin(async move {
+                Reply::with(
+                    json!({ "sum": call.parameter::<i64>("a")? + call.parameter::<i64>("b")? }),
+                )
+            })
+        })
+        .method_policy("Add", AccessPolicy::root_and_self().allow_uid(5000));
+    let service = Service::builder().interface(iface).build().expect("builds");
+    let ask = |peer: PeerCredentials, message: &'static str| {
+        let service = &service;
+        async move {
+            let mut out = Recorder::default();
+            service
+                .handle(message.as_bytes(), Some(peer), &mut out)
+                .await
+                .expect("valid call");
+            out.all()
+        }
+    };
+    let add = r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":2}}"#;
+    assert_eq!(
+        ask(stranger, add).await,
+        "{\"error\":\"org.varlink.service.PermissionDenied\"}\0"
+    );
+    // Refused before the parameters are looked at.
+    let bad = r#"{"method":"org.example.test.Add","parameters":{"a":"x"}}"#;
+    assert_eq!(
+        ask(stranger, bad).await,
+        "{\"error\":\"org.varlink.service.PermissionDenied\"}\0"
+    );
+    assert_eq!(ask(friend, add).await, "{\"parameters\":{\"sum\":3}}\0");
+    let root = PeerCredentials {
+        uid: 0,
+        gid: 0,
+        pid: None,
+    };
+    assert_eq!(ask(root, add).await, "{\"parameters\":{\"sum\":3}}\0");
+    // Introspection stays open.
+    let info = r#"{"method":"org.varlink.service.GetInfo"}"#;
+    assert!(ask(stranger, info).await.contains("interfaces"));
+}
+
+#[tokio::test]
+async fn service_wide_policy_spares_introspection() {
+    use localrpc::service::{AccessPolicy, PeerCredentials};
+    let iface = InterfaceBuilder::new(IDL).expect("parses");
+    let service = Service::builder()
+        .policy(AccessPolicy::root_and_self())
+        .interface(iface)
+        .build()
+        .expect("builds");
+    let own = rustix::process::geteuid().as_raw();
+    let stranger = PeerCredentials {
+        uid: if own == 4000 { 4001 } else { 4000 },
+        gid: 4000,
+        pid: None,
+    };
+    let mut out = Recorder::default();
+    let call = br#"{"method":"org.example.test.Declared"}"#;
+    service
+        .handle(call, Some(stranger), &mut out)
+        .await
+        .expect("valid call");
+    assert_eq!(
+        out.all(),
+        "{\"error\":\"org.varlink.service.PermissionDenied\"}\0"
+    );
+    let describe = br#"{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"org.example.test"}}"#;
+    service
+        .handle(describe, Some(stranger), &mut out)
+        .await
+        .expect("valid call");
+    assert!(out.all().contains("description"));
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use localrpc::service::{BuildError, ErrorReply, InterfaceBuilder, Reply, Service};
+use localrpc::service::{AccessPolicy, BuildError, ErrorReply, InterfaceBuilder, Reply, Service};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -92,9 +92,19 @@ pub fn echo_interface() -> Result<InterfaceBuilder, BuildError> {
         }))
 }
 
-/// Every service localrpcd serves, identified for GetInfo.
+/// Every service localrpcd serves, identified for GetInfo, open to every caller.
 pub fn service() -> Result<Service, BuildError> {
-    Service::builder()
+    service_with_policy(None)
+}
+
+/// Like [`service`], with `policy` (if any) restricting every interface but
+/// `org.varlink.service`.
+pub fn service_with_policy(policy: Option<AccessPolicy>) -> Result<Service, BuildError> {
+    let builder = match policy {
+        Some(policy) => Service::builder().policy(policy),
+        None => Service::builder(),
+    };
+    builder
         .vendor("localrpc")
         .product("localrpcd")
         .version(env!("CARGO_PKG_VERSION"))

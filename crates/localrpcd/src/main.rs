@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use localrpc::daemon::{Daemon, DaemonOptions, LogFormat, default_socket_path};
 use localrpc::server::ServerConfig;
+use localrpc::service::AccessPolicy;
 use localrpc::transport::{Address, UnixBindOptions};
 
 /// The localrpc reference daemon.
@@ -44,6 +45,11 @@ struct Args {
     /// Most connections open at once per peer uid.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections_per_uid: usize,
+
+    /// Only callers with this uid (repeatable), root and the daemon's own uid may call
+    /// methods; others get PermissionDenied. org.varlink.service stays open to all.
+    #[arg(long, value_name = "UID")]
+    allow_uid: Vec<u32>,
 
     /// Close connections idle for this many seconds.
     #[arg(long, value_name = "SECONDS")]
@@ -102,8 +108,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let policy = (!args.allow_uid.is_empty()).then(|| {
+        args.allow_uid
+            .iter()
+            .fold(AccessPolicy::root_and_self(), |policy, uid| {
+                policy.allow_uid(*uid)
+            })
+    });
     let result = runtime.block_on(async {
-        let service = localrpcd::service().map_err(|e| format!("internal error: {e}"))?;
+        let service =
+            localrpcd::service_with_policy(policy).map_err(|e| format!("internal error: {e}"))?;
         daemon
             .run(service, options)
             .await

@@ -6,10 +6,12 @@
 
 mod context;
 mod error;
+mod policy;
 mod registry;
 
 pub use context::{CallContext, OpId, PeerCredentials};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
+pub use policy::AccessPolicy;
 pub use registry::{
     BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult, Output,
     RawStream, Replies, Reply, ReplyError, Service, ServiceBuilder, UpgradeHandler,

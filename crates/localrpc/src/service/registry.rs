@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::context::{CallContext, OpId, PeerCredentials};
 use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
+use super::policy::AccessPolicy;
 use crate::wire::{CallMessage, ProtocolError, encode_reply};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
@@ -164,6 +165,8 @@ struct MethodSlot {
     member: usize,
     handler: Option<Box<dyn MethodHandler>>,
     requires: Requires,
+    /// Overrides the interface's policy for this method.
+    policy: Option<AccessPolicy>,
 }
 
 struct InterfaceEntry {
@@ -172,6 +175,8 @@ struct InterfaceEntry {
     methods: HashMap<String, MethodSlot>,
     /// Fill missing non-nullable parameters with zero values before checking.
     zero_values: bool,
+    /// Who may call this interface's methods (unless a method has its own policy).
+    policy: Option<AccessPolicy>,
 }
 
 /// A mistake in how a service was put together.
@@ -215,13 +220,20 @@ impl InterfaceBuilder {
                         member,
                         handler: None,
                         requires: Requires::Nothing,
+                        policy: None,
                     },
                 )),
                 _ => None,
             })
             .collect();
         Ok(InterfaceBuilder {
-            entry: InterfaceEntry { text, idl, methods, zero_values: false },
+            entry: InterfaceEntry {
+                text,
+                idl,
+                methods,
+                zero_values: false,
+                policy: None,
+            },
             error: None,
         })
     }
@@ -231,6 +243,27 @@ impl InterfaceBuilder {
     /// answering `InvalidParameter`. Off by default: use it for parity with such peers.
     pub fn fill_zero_values(mut self) -> Self {
         self.entry.zero_values = true;
+        self
+    }
+
+    /// Restricts every method of this interface to the callers `policy` allows (others get
+    /// `PermissionDenied`). Overrides the service-wide policy.
+    pub fn policy(mut self, policy: AccessPolicy) -> Self {
+        self.entry.policy = Some(policy);
+        self
+    }
+
+    /// Restricts one method; overrides the interface's and the service's policy.
+    pub fn method_policy(mut self, name: &str, policy: AccessPolicy) -> Self {
+        match self.entry.methods.get_mut(name) {
+            Some(slot) => slot.policy = Some(policy),
+            None => {
+                self.error.get_or_insert(BuildError::UndeclaredMethod {
+                    interface: self.entry.idl.name.clone(),
+                    method: name.to_owned(),
+                });
+            }
+        }
         self
     }
 
@@ -295,6 +328,7 @@ impl InterfaceBuilder {
 /// Builds a [`Service`]: identity for GetInfo plus interfaces in registration order.
 #[derive(Default)]
 pub struct ServiceBuilder {
+    policy: Option<AccessPolicy>,
     vendor: String,
     product: String,
     version: String,
@@ -323,6 +357,13 @@ impl ServiceBuilder {
         self.url = url.into();
         self
     }
+    /// The policy of every added interface that has none of its own; `org.varlink.service`
+    /// (introspection) stays open to everyone.
+    pub fn policy(mut self, policy: AccessPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Adds an interface; GetInfo lists interfaces in the order they were added.
     pub fn interface(mut self, interface: InterfaceBuilder) -> Self {
         self.interfaces.push(interface);
@@ -358,8 +399,13 @@ impl ServiceBuilder {
         });
         let introspection = introspection_interface(info, texts)?;
         let mut interfaces = HashMap::new();
-        for builder in std::iter::once(introspection).chain(self.interfaces) {
-            interfaces.insert(builder.entry.idl.name.clone(), builder.entry);
+        interfaces.insert(introspection.entry.idl.name.clone(), introspection.entry);
+        for builder in self.interfaces {
+            let mut entry = builder.entry;
+            if entry.policy.is_none() {
+                entry.policy = self.policy.clone();
+            }
+            interfaces.insert(entry.idl.name.clone(), entry);
         }
         Ok(Service { interfaces })
     }
@@ -460,6 +506,12 @@ impl Service {
         let Member::Method(declaration) = &entry.idl.members[slot.member] else {
             unreachable!("method slots index method declarations");
         };
+        if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
+            && !policy.allows(peer.as_ref())
+        {
+            tracing::info!(method = %call.method, ?peer, "permission denied");
+            return Err(ErrorReply::permission_denied());
+        }
         if entry.zero_values {
             localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut call.parameters);
         }
