@@ -175,3 +175,6 @@ pub fn spawn_localrpcd(socket: &Path, extra_args: &[&str]) -> ChildGuard {
     );
     guard
 }
+
+/// A real systemd user manager for tests (`systemctl --user`), with visible skips.
+pub mod user_manager;

@@ -50,6 +50,14 @@ pub enum Error {
     /// The parameters could not be encoded as a JSON object.
     #[error("parameters must be a JSON object: {0}")]
     Encode(#[from] serde_json::Error),
+    /// Replies to an earlier call are still unread (a `more` stream dropped before its end, or
+    /// a call whose future was cancelled), so replies would no longer match calls. The new
+    /// call was not sent.
+    #[error(
+        "an earlier call on this connection was abandoned before its final reply, so replies \
+         would not match calls; the call was not sent: open a new connection"
+    )]
+    OutOfStep,
     /// The service answered with an error reply.
     #[error("the service replied with error {0}")]
     Reply(ErrorReply),
@@ -67,6 +75,8 @@ pub struct Connection {
     timeout: Option<Duration>,
     /// Set once the connection can no longer be used (lost, timed out, protocol error).
     broken: Option<String>,
+    /// Calls sent whose final reply has not been read yet.
+    owed_replies: usize,
 }
 
 impl Connection {
@@ -95,6 +105,7 @@ impl Connection {
             out: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             broken: None,
+            owed_replies: 0,
         }
     }
 
@@ -116,6 +127,7 @@ impl Connection {
         method: &str,
         parameters: impl Serialize,
     ) -> Result<Parameters, Error> {
+        self.check_in_step()?;
         self.send(method, &parameters, CallFlags::default())?;
         self.flush().await?;
         let reply = self.receive().await?;
@@ -133,6 +145,7 @@ impl Connection {
         method: &str,
         parameters: impl Serialize,
     ) -> Result<ReplyStream<'_>, Error> {
+        self.check_in_step()?;
         self.send(
             method,
             &parameters,
@@ -150,6 +163,7 @@ impl Connection {
 
     /// Sends a `oneway` call: no reply will come, not even an error.
     pub async fn oneway(&mut self, method: &str, parameters: impl Serialize) -> Result<(), Error> {
+        self.check_in_step()?;
         self.send(
             method,
             &parameters,
@@ -168,6 +182,7 @@ impl Connection {
         method: &str,
         parameters: impl Serialize,
     ) -> Result<(Parameters, UpgradedStream), Error> {
+        self.check_in_step()?;
         self.send(
             method,
             &parameters,
@@ -194,6 +209,9 @@ impl Connection {
         flags: CallFlags,
     ) -> Result<(), Error> {
         encode_call(&mut self.out, method, parameters, flags)?;
+        if !flags.oneway {
+            self.owed_replies += 1;
+        }
         Ok(())
     }
 
@@ -216,7 +234,22 @@ impl Connection {
             None => self.read_message().await,
         };
         let bytes = bytes.map_err(|e| self.fail(e))?;
-        ReplyMessage::parse(&bytes).map_err(|e| self.fail(Error::Protocol(e)))
+        let reply = ReplyMessage::parse(&bytes).map_err(|e| self.fail(Error::Protocol(e)))?;
+        if !reply.continues || reply.error.is_some() {
+            self.owed_replies = self.owed_replies.saturating_sub(1);
+        }
+        Ok(reply)
+    }
+
+    /// Fails when replies to an earlier call are still unread (a `more` stream dropped before
+    /// its end, or a call whose future was cancelled): they would be taken for the replies to
+    /// the next call, so the connection cannot be used for new calls any more.
+    fn check_in_step(&mut self) -> Result<(), Error> {
+        self.check_usable()?;
+        if self.owed_replies > 0 {
+            return Err(self.fail(Error::OutOfStep));
+        }
+        Ok(())
     }
 
     /// Calls every `(method, parameters)` pipelined (one write), then collects the replies in
@@ -225,6 +258,7 @@ impl Connection {
         &mut self,
         calls: &[(&str, P)],
     ) -> Result<Vec<Result<Parameters, ErrorReply>>, Error> {
+        self.check_in_step()?;
         for (method, parameters) in calls {
             self.send(method, parameters, CallFlags::default())?;
         }
@@ -373,12 +407,18 @@ where
     E: From<ErrorReply>,
 {
     let parameters = reply.map_err(CallError::from_client_error)?;
-    serde_json::from_value(Value::Object(parameters))
-        .map_err(|source| CallError::InvalidReply { method: method.to_owned(), source })
+    serde_json::from_value(Value::Object(parameters)).map_err(|source| CallError::InvalidReply {
+        method: method.to_owned(),
+        source,
+    })
 }
 
 type ReceiveFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (&'a mut Connection, Result<ReplyMessage, Error>)> + Send + 'a>,
+    Box<
+        dyn std::future::Future<Output = (&'a mut Connection, Result<ReplyMessage, Error>)>
+            + Send
+            + 'a,
+    >,
 >;
 
 enum TypedState<'a> {
@@ -417,7 +457,14 @@ where
         parameters: impl Serialize,
     ) -> Result<Self, CallError<E>> {
         connection
-            .send(method, &parameters, CallFlags { more: true, ..CallFlags::default() })
+            .send(
+                method,
+                &parameters,
+                CallFlags {
+                    more: true,
+                    ..CallFlags::default()
+                },
+            )
             .map_err(CallError::Connection)?;
         connection.flush().await.map_err(CallError::Connection)?;
         Ok(TypedReplyStream {
@@ -463,7 +510,9 @@ where
                     Poll::Ready((connection, reply)) => {
                         let reply = match reply {
                             Ok(reply) => reply,
-                            Err(error) => return Poll::Ready(Some(Err(CallError::Connection(error)))),
+                            Err(error) => {
+                                return Poll::Ready(Some(Err(CallError::Connection(error))));
+                            }
                         };
                         if reply.continues && reply.error.is_none() {
                             self.state = TypedState::Idle(connection);
@@ -513,7 +562,12 @@ pub struct Batch<'c, E> {
 impl<'c, E: From<ErrorReply>> Batch<'c, E> {
     /// Starts a batch on `connection`. Nothing is written until [`Batch::run`].
     pub fn new(connection: &'c mut Connection) -> Self {
-        Batch { connection, expected: 0, error: None, marker: std::marker::PhantomData }
+        Batch {
+            connection,
+            expected: 0,
+            error: None,
+            marker: std::marker::PhantomData,
+        }
     }
 
     /// Queues a call whose reply decodes into `T`.
@@ -521,19 +575,30 @@ impl<'c, E: From<ErrorReply>> Batch<'c, E> {
         self.queue(method, &parameters, CallFlags::default());
         let index = self.expected;
         self.expected += 1;
-        Pending { index, method: method.to_owned(), marker: std::marker::PhantomData }
+        Pending {
+            index,
+            method: method.to_owned(),
+            marker: std::marker::PhantomData,
+        }
     }
 
     /// Queues a `oneway` call: it gets no reply.
     pub fn oneway(&mut self, method: &str, parameters: impl Serialize) {
-        self.queue(method, &parameters, CallFlags { oneway: true, ..CallFlags::default() });
+        self.queue(
+            method,
+            &parameters,
+            CallFlags {
+                oneway: true,
+                ..CallFlags::default()
+            },
+        );
     }
 
     fn queue(&mut self, method: &str, parameters: &impl Serialize, flags: CallFlags) {
-        if self.error.is_none() {
-            if let Err(error) = self.connection.send(method, parameters, flags) {
-                self.error = Some(error);
-            }
+        if self.error.is_none()
+            && let Err(error) = self.connection.send(method, parameters, flags)
+        {
+            self.error = Some(error);
         }
     }
 
@@ -553,7 +618,10 @@ impl<'c, E: From<ErrorReply>> Batch<'c, E> {
             }
             replies.push(Some(into_result(reply)));
         }
-        Ok(BatchReplies { replies, marker: std::marker::PhantomData })
+        Ok(BatchReplies {
+            replies,
+            marker: std::marker::PhantomData,
+        })
     }
 }
 
@@ -567,7 +635,10 @@ pub struct BatchReplies<E> {
 impl<E: From<ErrorReply>> BatchReplies<E> {
     /// The typed result of one queued call (each can be taken once; a second take reports
     /// [`Error::ConnectionLost`]-free misuse as a protocol error).
-    pub fn take<T: serde::de::DeserializeOwned>(&mut self, pending: Pending<T>) -> Result<T, CallError<E>> {
+    pub fn take<T: serde::de::DeserializeOwned>(
+        &mut self,
+        pending: Pending<T>,
+    ) -> Result<T, CallError<E>> {
         match self.replies.get_mut(pending.index).and_then(Option::take) {
             Some(reply) => decode_reply(&pending.method, reply),
             None => Err(CallError::Connection(Error::Protocol(ProtocolError {

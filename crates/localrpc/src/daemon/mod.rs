@@ -281,7 +281,10 @@ fn adopt_activated(fds: Vec<ActivatedFd>) -> Result<Sockets, DaemonError> {
         if kind.socket_type != rustix::net::SocketType::STREAM {
             return Err(unsupported(
                 &fd.name,
-                format!("a {:?} socket; varlink needs a stream socket (ListenStream=)", kind.socket_type),
+                format!(
+                    "a {} socket; varlink needs a stream socket (ListenStream=)",
+                    socket_type_name(kind.socket_type)
+                ),
             ));
         }
         let name = fd.name.clone();
@@ -305,6 +308,17 @@ fn adopt_activated(fds: Vec<ActivatedFd>) -> Result<Sockets, DaemonError> {
         });
     }
     Ok(Sockets::Listeners(listeners))
+}
+
+/// A socket type as users know it from unit files.
+fn socket_type_name(socket_type: rustix::net::SocketType) -> String {
+    use rustix::net::SocketType;
+    match socket_type {
+        SocketType::DGRAM => "datagram (SOCK_DGRAM, ListenDatagram=)".into(),
+        SocketType::SEQPACKET => "sequential packet (SOCK_SEQPACKET, ListenSequentialPacket=)".into(),
+        SocketType::RAW => "raw (SOCK_RAW)".into(),
+        other => format!("type {} ", other.as_raw()),
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -66,12 +66,22 @@ pub(crate) async fn connect(address: &Address) -> io::Result<Stream> {
             command.arg("-W").arg(path).arg(host);
             spawn_on_stdio(command, &theirs)?
         }
-        Address::SshExec { host, command: remote } => {
+        Address::SshExec {
+            host,
+            command: remote,
+        } => {
             let words = split_command_line(remote).map_err(|reason| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("ssh-exec:{host}:{remote}: {reason}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("ssh-exec:{host}:{remote}: {reason}"),
+                )
             })?;
             let mut command = Command::new(ssh_program());
-            command.args(["-e", "none", "-T"]).arg(host).args(["env", "SYSTEMD_VARLINK_LISTEN=-"]).args(words);
+            command
+                .args(["-e", "none", "-T"])
+                .arg(host)
+                .args(["env", "SYSTEMD_VARLINK_LISTEN=-"])
+                .args(words);
             spawn_on_stdio(command, &theirs)?
         }
         other => {
@@ -101,9 +111,14 @@ fn ssh_program() -> OsString {
 fn spawn_on_stdio(mut command: Command, socket: &StdUnixStream) -> io::Result<Child> {
     let stdin = socket.as_fd().try_clone_to_owned()?;
     let stdout = socket.as_fd().try_clone_to_owned()?;
-    command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout));
+    command
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout));
     command.spawn().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run {:?}: {e}", command.get_program()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot run {:?}: {e}", command.get_program()),
+        )
     })
 }
 
@@ -121,8 +136,12 @@ const PID_DIGITS: usize = 10;
 /// into the reserved bytes, and `execve()` itself. If `execve` fails, the hook returns the
 /// error, which `Command::spawn` reports to us.
 fn spawn_exec(path: &OsStr, socket: OwnedFd) -> io::Result<Child> {
-    let c_path = CString::new(path.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "exec: path contains a NUL byte"))?;
+    let c_path = CString::new(path.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "exec: path contains a NUL byte",
+        )
+    })?;
     let mut env: Vec<Vec<u8>> = std::env::vars_os()
         .filter(|(name, _)| !name.as_bytes().starts_with(b"LISTEN_"))
         .map(|(name, value)| [name.as_bytes(), b"=", value.as_bytes(), b"\0"].concat())
@@ -164,7 +183,10 @@ fn spawn_exec(path: &OsStr, socket: OwnedFd) -> io::Result<Child> {
             let three = std::mem::ManuallyDrop::new(three); // never close fd 3 here
             moved?;
             rustix::io::fcntl_setfd(&*three, rustix::io::FdFlags::empty())?;
-            write_decimal(rustix::process::getpid().as_raw_nonzero().get() as u32, pid_addr as *mut u8);
+            write_decimal(
+                rustix::process::getpid().as_raw_nonzero().get() as u32,
+                pid_addr as *mut u8,
+            );
             execve(
                 path_addr as *const libc_char,
                 argv_addr as *const *const libc_char,
@@ -174,7 +196,10 @@ fn spawn_exec(path: &OsStr, socket: OwnedFd) -> io::Result<Child> {
         });
     }
     let child = command.spawn().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run {}: {e}", path.to_string_lossy()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot run {}: {e}", path.to_string_lossy()),
+        )
     });
     drop((envp, env, argv, c_path, socket));
     child
@@ -223,7 +248,9 @@ pub fn split_command_line(text: &str) -> Result<Vec<String>, String> {
     while let Some(c) = chars.next() {
         match (quote, c) {
             (_, '\\') => {
-                let escaped = chars.next().ok_or("the command line ends with a lone backslash")?;
+                let escaped = chars
+                    .next()
+                    .ok_or("the command line ends with a lone backslash")?;
                 word.push(match escaped {
                     'n' => '\n',
                     't' => '\t',
@@ -290,12 +317,17 @@ async fn reap(mut child: ChildGuard, watch: UnixStream) {
         rustix::process::PidfdFlags::empty(),
     )
     .ok()
-    .and_then(|fd| AsyncFd::with_interest(fd, Interest::READABLE).ok());
+    // SAFETY: an OwnedFd keeps its descriptor open and unchanged until the AsyncFd drops it.
+    .and_then(|fd| unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok());
     let closed = tokio::select! {
         _ = exited(&mut child.0, pidfd.as_ref()) => false,
         _ = peer_closed(&watch) => true,
     };
-    if closed && tokio::time::timeout(EXIT_GRACE, exited(&mut child.0, pidfd.as_ref())).await.is_err() {
+    if closed
+        && tokio::time::timeout(EXIT_GRACE, exited(&mut child.0, pidfd.as_ref()))
+            .await
+            .is_err()
+    {
         let _ = child.0.kill();
     }
     drop(watch);
@@ -325,7 +357,9 @@ async fn peer_closed(watch: &UnixStream) {
             Ok(ready) if ready.is_read_closed() => return,
             Ok(_) => {
                 // Data for the child is pending; it is not ours to read. Wait for the next edge.
-                let _ = watch.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                let _ = watch.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
             }
             Err(_) => return,
         }
@@ -338,7 +372,10 @@ mod tests {
 
     #[test]
     fn splits_like_systemd() {
-        assert_eq!(split_command_line("systemd-sysext").unwrap(), ["systemd-sysext"]);
+        assert_eq!(
+            split_command_line("systemd-sysext").unwrap(),
+            ["systemd-sysext"]
+        );
         assert_eq!(
             split_command_line(" a  'b c' \"d\\\"e\" f\\ g ").unwrap(),
             ["a", "b c", "d\"e", "f g"]

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -67,7 +67,16 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BindError {
 pub struct Listener {
     kind: ListenerKind,
     /// The socket file this process created (and may remove); never an inherited one.
-    created: Option<PathBuf>,
+    created: Option<CreatedSocket>,
+}
+
+/// A socket file we bound, identified by device and inode so that only that very file is
+/// ever removed (not a file or a newer instance's socket that replaced it).
+#[derive(Debug)]
+struct CreatedSocket {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
 }
 
 #[derive(Debug)]
@@ -176,16 +185,20 @@ impl Listener {
         }
     }
 
-    /// Removes the socket file this process created, if any (never an inherited one).
+    /// Removes the socket file this process created, if any (never an inherited one), and
+    /// only if the path still holds that same socket.
     pub fn remove_socket_file(&mut self) {
-        if let Some(path) = self.created.take() {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove socket file")
+        let Some(CreatedSocket { path, dev, ino }) = self.created.take() else { return };
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove socket file");
                 }
             }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "socket path now holds something else; leaving it");
+            }
+            Err(_) => {}
         }
     }
 }
@@ -231,10 +244,9 @@ fn bind_unix_path(path: &Path, options: UnixBindOptions) -> Result<Listener, Bin
         rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
             .map_err(|e| io_error(format!("chgrp {gid} {shown}"))(e.into()))?;
     }
-    Ok(Listener {
-        kind: ListenerKind::Unix(listener),
-        created: Some(path.to_owned()),
-    })
+    let meta = std::fs::symlink_metadata(path).map_err(io_error(format!("stat {shown}")))?;
+    let created = CreatedSocket { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() };
+    Ok(Listener { kind: ListenerKind::Unix(listener), created: Some(created) })
 }
 
 /// Removes a socket file nobody listens on; refuses a live socket and anything not a socket.
