@@ -465,9 +465,13 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
     let registrations = model.methods.iter().map(|m| {
         let wire = &m.name;
         let handle = ident(&m.ident);
-        let requires_more = m.streaming == Streaming::Requires;
+        let requires = if m.streaming == Streaming::Requires {
+            quote! { ::localrpc::service::Requires::More }
+        } else {
+            quote! { ::localrpc::service::Requires::Nothing }
+        };
         quote! {
-            .handler(#wire, __localrpc::Dispatch { service: ::std::sync::Arc::clone(&service), handle: __localrpc::#handle::<S> }, #requires_more)
+            .handler(#wire, __localrpc::Dispatch { service: ::std::sync::Arc::clone(&service), handle: __localrpc::#handle::<S> }, #requires)
         }
     });
     let sink = if model.methods.iter().any(|m| m.streaming != Streaming::No) {

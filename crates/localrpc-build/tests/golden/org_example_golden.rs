@@ -514,7 +514,7 @@ pub fn interface<S: Service>(
                     service: ::std::sync::Arc::clone(&service),
                     handle: __localrpc::get::<S>,
                 },
-                false,
+                ::localrpc::service::Requires::Nothing,
             )
             .handler(
                 "List",
@@ -522,7 +522,7 @@ pub fn interface<S: Service>(
                     service: ::std::sync::Arc::clone(&service),
                     handle: __localrpc::list::<S>,
                 },
-                true,
+                ::localrpc::service::Requires::More,
             )
             .handler(
                 "Watch",
@@ -530,7 +530,7 @@ pub fn interface<S: Service>(
                     service: ::std::sync::Arc::clone(&service),
                     handle: __localrpc::watch::<S>,
                 },
-                false,
+                ::localrpc::service::Requires::Nothing,
             )
             .handler(
                 "Ping",
@@ -538,7 +538,7 @@ pub fn interface<S: Service>(
                     service: ::std::sync::Arc::clone(&service),
                     handle: __localrpc::ping::<S>,
                 },
-                false,
+                ::localrpc::service::Requires::Nothing,
             ),
     )
 }

@@ -456,6 +456,7 @@ where
         method: &str,
         parameters: impl Serialize,
     ) -> Result<Self, CallError<E>> {
+        connection.check_in_step().map_err(CallError::Connection)?;
         connection
             .send(
                 method,
@@ -562,10 +563,12 @@ pub struct Batch<'c, E> {
 impl<'c, E: From<ErrorReply>> Batch<'c, E> {
     /// Starts a batch on `connection`. Nothing is written until [`Batch::run`].
     pub fn new(connection: &'c mut Connection) -> Self {
+        // Replies still owed to an abandoned call would be taken for this batch's replies.
+        let error = connection.check_in_step().err();
         Batch {
             connection,
             expected: 0,
-            error: None,
+            error,
             marker: std::marker::PhantomData,
         }
     }

@@ -14,5 +14,5 @@ pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{
     BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult, Output,
-    RawStream, Replies, Reply, ReplyError, Service, ServiceBuilder, UpgradeHandler,
+    RawStream, Replies, Reply, ReplyError, Requires, Service, ServiceBuilder, UpgradeHandler,
 };

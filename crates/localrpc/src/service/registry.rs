@@ -132,6 +132,16 @@ impl Call<'_> {
         let value = self.parameters.get(name).cloned().unwrap_or(Value::Null);
         serde_json::from_value(value).map_err(|_| ErrorReply::invalid_parameter(name))
     }
+
+    /// Like [`Call::parameter`], but moves the value out instead of copying it (absent is
+    /// `null`, so `Option` parameters decode to `None`).
+    pub fn take_parameter<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+    ) -> Result<T, ErrorReply> {
+        let value = self.parameters.remove(name).unwrap_or(Value::Null);
+        serde_json::from_value(value).map_err(|_| ErrorReply::invalid_parameter(name))
+    }
 }
 
 /// A method implementation.
@@ -152,11 +162,16 @@ where
     }
 }
 
-/// Which flag a method insists on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Requires {
+/// Which flag a method insists on; without it callers get `ExpectedMore` or
+/// `ExpectedUpgrade` before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Requires {
+    /// Any call (a method that streams when `more` is set may still answer plain calls once).
+    #[default]
     Nothing,
+    /// Only calls with `more`.
     More,
+    /// Only calls with `upgrade`.
     Upgrade,
 }
 
@@ -315,12 +330,7 @@ impl InterfaceBuilder {
     }
 
     /// Serves `name` with any [`MethodHandler`] (generated code uses this).
-    pub fn handler(self, name: &str, handler: impl MethodHandler, requires_more: bool) -> Self {
-        let requires = if requires_more {
-            Requires::More
-        } else {
-            Requires::Nothing
-        };
+    pub fn handler(self, name: &str, handler: impl MethodHandler, requires: Requires) -> Self {
         self.register(name, Box::new(handler), requires)
     }
 }
