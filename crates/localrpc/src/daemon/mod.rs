@@ -136,7 +136,13 @@ pub struct Daemon {
     name: String,
     activation: Vec<ActivatedFd>,
     notifier: Notifier,
+    /// `$SYSTEMD_VARLINK_LISTEN`: `-` for stdin/stdout, or an address to listen on.
+    varlink_listen: Option<String>,
 }
+
+/// The variable with which sd-varlink programs are told where to serve: `-` means one
+/// connection on stdin/stdout (what `ssh-exec:` addresses rely on), anything else an address.
+pub const VARLINK_LISTEN_VARIABLE: &str = "SYSTEMD_VARLINK_LISTEN";
 
 /// What the daemon serves on.
 enum Sockets {
@@ -150,7 +156,15 @@ impl Daemon {
     /// in `main`, before any thread (an async runtime included) exists.
     pub fn from_env(name: &str) -> Result<Daemon, DaemonError> {
         let activation = take_listen_fds()?;
-        Ok(Daemon { name: name.to_owned(), activation, notifier: Notifier::from_env() })
+        let varlink_listen = std::env::var(VARLINK_LISTEN_VARIABLE)
+            .ok()
+            .filter(|v| !v.is_empty());
+        Ok(Daemon {
+            name: name.to_owned(),
+            activation,
+            notifier: Notifier::from_env(),
+            varlink_listen,
+        })
     }
 
     /// True when the service manager passed sockets.
@@ -167,17 +181,34 @@ impl Daemon {
     /// idle exit), then reports stopping and drains. Returns Ok on a clean stop.
     pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
         let mut locks = Vec::new();
-        let sockets = if self.activation.is_empty() {
-            Sockets::Listeners(bind_own_sockets(&self.name, &options, &mut locks).await?)
-        } else {
+        let mut options = options;
+        let sockets = if !self.activation.is_empty() {
             tracing::info!("Using systemd socket activation");
             adopt_activated(self.activation)?
+        } else if self.varlink_listen.as_deref() == Some("-") {
+            tracing::info!("serving one connection on stdin/stdout ({VARLINK_LISTEN_VARIABLE}=-)");
+            let stream = Stream::from_stdio().map_err(|source| DaemonError::Io {
+                what: "use stdin/stdout as a connection".into(),
+                source,
+            })?;
+            Sockets::Connection(stream)
+        } else {
+            if let Some(address) = &self.varlink_listen {
+                let address = Address::parse(address).map_err(|e| DaemonError::Io {
+                    what: format!("{VARLINK_LISTEN_VARIABLE}={address}"),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                })?;
+                options.listen = vec![address];
+            }
+            Sockets::Listeners(bind_own_sockets(&self.name, &options, &mut locks).await?)
         };
         let server = Server::with_config(service, options.server.clone());
         // Signal handlers exist before READY=1, as Type=notify-reload requires.
         let shutdown = shutdown_signals()?;
-        let reload = signal(SignalKind::hangup())
-            .map_err(|source| DaemonError::Io { what: "install SIGHUP handler".into(), source })?;
+        let reload = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
+            what: "install SIGHUP handler".into(),
+            source,
+        })?;
         if let Some(interval) = watchdog_interval() {
             let notifier = self.notifier.clone();
             tokio::spawn(async move {
@@ -200,8 +231,13 @@ impl Daemon {
         };
         let addresses: Vec<String> = listeners.iter().map(Listener::local_address).collect();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), name = %self.name, "starting");
-        self.notifier.ready(&format!("serving on {}", addresses.join(", ")));
-        tokio::spawn(reload_loop(reload, self.notifier.clone(), options.on_reload.clone()));
+        self.notifier
+            .ready(&format!("serving on {}", addresses.join(", ")));
+        tokio::spawn(reload_loop(
+            reload,
+            self.notifier.clone(),
+            options.on_reload.clone(),
+        ));
         let reason = server.serve(listeners, shutdown).await;
         let status = match reason {
             StopReason::Shutdown => "stopping: finishing calls in flight",
@@ -209,7 +245,8 @@ impl Daemon {
         };
         tracing::info!(?reason, active = server.active_connections(), "{status}");
         self.notifier.stopping(status);
-        self.notifier.extend_timeout(options.drain_timeout + Duration::from_secs(5));
+        self.notifier
+            .extend_timeout(options.drain_timeout + Duration::from_secs(5));
         if !server.drain(options.drain_timeout).await {
             tracing::warn!(
                 remaining = server.active_connections(),
@@ -229,7 +266,11 @@ async fn bind_own_sockets(
     locks: &mut Vec<InstanceLock>,
 ) -> Result<Vec<Listener>, DaemonError> {
     let default = [Address::Unix(options.default_socket.clone())];
-    let addresses = if options.listen.is_empty() { &default[..] } else { &options.listen[..] };
+    let addresses = if options.listen.is_empty() {
+        &default[..]
+    } else {
+        &options.listen[..]
+    };
     let mut listeners = Vec::new();
     for address in addresses {
         if let Address::Unix(path) = address {
@@ -255,7 +296,9 @@ fn lock_path(socket: &Path) -> PathBuf {
 }
 
 fn create_runtime_dir(socket: &Path, mode: u32) -> Result<(), DaemonError> {
-    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
     if dir.is_dir() {
         return Ok(());
     }
@@ -263,7 +306,10 @@ fn create_runtime_dir(socket: &Path, mode: u32) -> Result<(), DaemonError> {
         .recursive(true)
         .mode(mode)
         .create(dir)
-        .map_err(|source| DaemonError::Io { what: format!("create {}", dir.display()), source })
+        .map_err(|source| DaemonError::Io {
+            what: format!("create {}", dir.display()),
+            source,
+        })
 }
 
 /// Picks the fds named `varlink` (or every fd when none has that name) and turns each into
@@ -276,8 +322,13 @@ fn adopt_activated(fds: Vec<ActivatedFd>) -> Result<Sockets, DaemonError> {
             tracing::debug!(name = %fd.name, "ignoring passed fd not named varlink");
             continue;
         }
-        let unsupported = |name: &str, reason: String| DaemonError::UnsupportedFd { name: name.to_owned(), reason };
-        let kind = fd.kind().map_err(|e| unsupported(&fd.name, format!("not a socket ({e})")))?;
+        let unsupported = |name: &str, reason: String| DaemonError::UnsupportedFd {
+            name: name.to_owned(),
+            reason,
+        };
+        let kind = fd
+            .kind()
+            .map_err(|e| unsupported(&fd.name, format!("not a socket ({e})")))?;
         if kind.socket_type != rustix::net::SocketType::STREAM {
             return Err(unsupported(
                 &fd.name,
@@ -289,7 +340,8 @@ fn adopt_activated(fds: Vec<ActivatedFd>) -> Result<Sockets, DaemonError> {
         }
         let name = fd.name.clone();
         if kind.listening {
-            listeners.push(Listener::from_fd(fd.fd).map_err(|e| unsupported(&name, e.to_string()))?);
+            listeners
+                .push(Listener::from_fd(fd.fd).map_err(|e| unsupported(&name, e.to_string()))?);
         } else if kind.family == rustix::net::AddressFamily::UNIX && listeners.is_empty() {
             let std_stream = std::os::unix::net::UnixStream::from(fd.fd);
             let stream = std_stream
@@ -315,7 +367,9 @@ fn socket_type_name(socket_type: rustix::net::SocketType) -> String {
     use rustix::net::SocketType;
     match socket_type {
         SocketType::DGRAM => "datagram (SOCK_DGRAM, ListenDatagram=)".into(),
-        SocketType::SEQPACKET => "sequential packet (SOCK_SEQPACKET, ListenSequentialPacket=)".into(),
+        SocketType::SEQPACKET => {
+            "sequential packet (SOCK_SEQPACKET, ListenSequentialPacket=)".into()
+        }
         SocketType::RAW => "raw (SOCK_RAW)".into(),
         other => format!("type {} ", other.as_raw()),
     }
@@ -324,7 +378,10 @@ fn socket_type_name(socket_type: rustix::net::SocketType) -> String {
 /// Completes on SIGTERM or SIGINT.
 fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>, DaemonError> {
     let install = |kind, what: &str| {
-        signal(kind).map_err(|source| DaemonError::Io { what: format!("install {what} handler"), source })
+        signal(kind).map_err(|source| DaemonError::Io {
+            what: format!("install {what} handler"),
+            source,
+        })
     };
     let mut term = install(SignalKind::terminate(), "SIGTERM")?;
     let mut int = install(SignalKind::interrupt(), "SIGINT")?;
@@ -336,7 +393,11 @@ fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>, DaemonErr
     })
 }
 
-async fn reload_loop(mut hangup: tokio::signal::unix::Signal, notifier: Notifier, hook: Option<ReloadHook>) {
+async fn reload_loop(
+    mut hangup: tokio::signal::unix::Signal,
+    notifier: Notifier,
+    hook: Option<ReloadHook>,
+) {
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading");
         notifier.reloading();

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::unix::pipe;
 use tokio::net::{TcpStream, UnixStream};
 
 use super::address::Address;
@@ -17,6 +18,14 @@ pub enum Stream {
     Unix(UnixStream),
     /// TCP.
     Tcp(TcpStream),
+    /// A pair of pipes, e.g. stdin and stdout of a program run through `ssh-exec:` with
+    /// `SYSTEMD_VARLINK_LISTEN=-`.
+    Pipes {
+        /// Where bytes come from.
+        read: pipe::Receiver,
+        /// Where bytes go.
+        write: pipe::Sender,
+    },
 }
 
 impl Stream {
@@ -47,11 +56,28 @@ impl Stream {
         }
     }
 
-    /// Waits until the socket is readable (data, EOF or an error is pending).
+    /// This process's stdin and stdout as one stream: the socket itself when stdin is a
+    /// socket, otherwise the two pipes (or files that support non-blocking I/O).
+    pub fn from_stdio() -> io::Result<Stream> {
+        let stdin = rustix::io::dup(std::io::stdin())?;
+        if rustix::net::sockopt::socket_type(&stdin).is_ok() {
+            let std_stream = std::os::unix::net::UnixStream::from(stdin);
+            std_stream.set_nonblocking(true)?;
+            return Ok(Stream::Unix(UnixStream::from_std(std_stream)?));
+        }
+        let stdout = rustix::io::dup(std::io::stdout())?;
+        Ok(Stream::Pipes {
+            read: pipe::Receiver::from_owned_fd(stdin)?,
+            write: pipe::Sender::from_owned_fd(stdout)?,
+        })
+    }
+
+    /// Waits until the stream is readable (data, EOF or an error is pending).
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.readable().await,
             Stream::Tcp(s) => s.readable().await,
+            Stream::Pipes { read, .. } => read.readable().await,
         }
     }
 
@@ -60,6 +86,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.try_read_buf(buf),
             Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Pipes { read, .. } => read.try_read_buf(buf),
         }
     }
 
@@ -71,7 +98,7 @@ impl Stream {
                 gid: c.gid(),
                 pid: c.pid(),
             }),
-            Stream::Tcp(_) => None,
+            Stream::Tcp(_) | Stream::Pipes { .. } => None,
         }
     }
 }
@@ -85,6 +112,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Pipes { read, .. } => Pin::new(read).poll_read(cx, buf),
         }
     }
 }
@@ -98,6 +126,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Pipes { write, .. } => Pin::new(write).poll_write(cx, buf),
         }
     }
 
@@ -105,6 +134,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Pipes { write, .. } => Pin::new(write).poll_flush(cx),
         }
     }
 
@@ -112,6 +142,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Pipes { write, .. } => Pin::new(write).poll_shutdown(cx),
         }
     }
 }

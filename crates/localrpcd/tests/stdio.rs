@@ -1,0 +1,60 @@
+//! `SYSTEMD_VARLINK_LISTEN=-`: localrpcd serves one connection on stdin/stdout (pipes, or a
+//! socket as stdin), then exits 0 — what `ssh-exec:` addresses rely on.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use localrpc_testkit::workspace_binary;
+
+const CALLS: &[u8] = b"{\"method\":\"io.localrpc.Echo.Echo\",\"parameters\":{\"text\":\"one\"}}\0\
+{\"method\":\"io.localrpc.Echo.Count\",\"parameters\":{\"count\":2},\"more\":true}\0";
+const REPLIES: &str = "{\"parameters\":{\"text\":\"one\"}}\0\
+{\"parameters\":{\"index\":0},\"continues\":true}\0{\"parameters\":{\"index\":1}}\0";
+
+#[test]
+fn serves_one_connection_over_pipes() {
+    let mut child = Command::new(workspace_binary("localrpcd"))
+        .env("SYSTEMD_VARLINK_LISTEN", "-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start localrpcd");
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    stdin.write_all(CALLS).expect("write calls");
+    drop(stdin); // EOF ends the connection once the replies are out
+    let mut replies = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout pipe")
+        .read_to_string(&mut replies)
+        .expect("read replies");
+    assert_eq!(replies, REPLIES);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn serves_a_socket_given_as_stdin() {
+    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs_out = theirs.try_clone().expect("dup");
+    let mut child = Command::new(workspace_binary("localrpcd"))
+        .env("SYSTEMD_VARLINK_LISTEN", "-")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start localrpcd");
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    ours.write_all(CALLS).expect("write calls");
+    let mut replies = vec![0u8; REPLIES.len()];
+    ours.read_exact(&mut replies).expect("all replies");
+    assert_eq!(String::from_utf8_lossy(&replies), REPLIES);
+    drop(ours);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit {status:?}");
+}
