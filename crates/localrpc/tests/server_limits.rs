@@ -315,3 +315,31 @@ async fn exit_on_idle_stops_serving_after_the_quiet_period() {
         .expect("task");
     assert_eq!(reason, StopReason::Idle);
 }
+
+#[tokio::test]
+async fn a_call_over_its_deadline_fails_and_the_connection_goes_on() {
+    let config = ServerConfig {
+        call_timeout: Some(Duration::from_millis(100)),
+        ..ServerConfig::default()
+    };
+    let running = start(config).await;
+    let mut stream = UnixStream::connect(&running.path).await.expect("connect");
+    stream
+        .write_all(b"{\"method\":\"org.example.limits.Sleep\",\"parameters\":{\"ms\":5000}}\0")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let reply = read_reply(&mut stream).await.expect("a reply");
+    assert_eq!(
+        reply,
+        r#"{"parameters":{"seconds":0.1},"error":"io.localrpc.CallTimedOut"}"#
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failed at the deadline, not after the sleep"
+    );
+    assert!(
+        echo(&mut stream, "next").await.contains("next"),
+        "the connection stays usable"
+    );
+}

@@ -51,6 +51,10 @@ struct Args {
     #[arg(long, value_name = "UID")]
     allow_uid: Vec<u32>,
 
+    /// Fail calls still running after this many seconds (io.localrpc.CallTimedOut).
+    #[arg(long, value_name = "SECONDS")]
+    call_timeout: Option<f64>,
+
     /// Close connections idle for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     idle_timeout: Option<f64>,
@@ -147,6 +151,10 @@ fn options(args: &Args) -> Result<DaemonOptions, String> {
         idle_timeout: args
             .idle_timeout
             .map(|s| seconds(s, "idle-timeout"))
+            .transpose()?,
+        call_timeout: args
+            .call_timeout
+            .map(|s| seconds(s, "call-timeout"))
             .transpose()?,
         exit_on_idle: args
             .exit_on_idle

@@ -42,7 +42,10 @@ pub struct InstanceLock {
 impl InstanceLock {
     /// Takes the lock at `path` (created with mode 0644) and records this process's pid in it.
     pub fn acquire(path: &Path, name: &str) -> Result<InstanceLock, LockError> {
-        let io_err = |source| LockError::Io { path: path.to_owned(), source };
+        let io_err = |source| LockError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -60,7 +63,11 @@ impl InstanceLock {
                 let pid = pid.trim();
                 return Err(LockError::Held {
                     name: name.to_owned(),
-                    pid: if pid.is_empty() { "unknown".to_owned() } else { pid.to_owned() },
+                    pid: if pid.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        pid.to_owned()
+                    },
                     path: path.to_owned(),
                 });
             }
@@ -69,7 +76,10 @@ impl InstanceLock {
         file.set_len(0).map_err(io_err)?;
         file.rewind().map_err(io_err)?;
         writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-        Ok(InstanceLock { _file: file, path: path.to_owned() })
+        Ok(InstanceLock {
+            _file: file,
+            path: path.to_owned(),
+        })
     }
 
     /// The lock file's path.
@@ -89,8 +99,13 @@ mod tests {
         let first = InstanceLock::acquire(&path, "x").expect("first lock");
         let err = InstanceLock::acquire(&path, "x").expect_err("second lock must fail");
         let pid = std::process::id().to_string();
-        assert!(matches!(&err, LockError::Held { pid: p, .. } if *p == pid), "{err}");
-        assert!(err.to_string().starts_with(&format!("another instance of x is already running (pid={pid})")));
+        assert!(
+            matches!(&err, LockError::Held { pid: p, .. } if *p == pid),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with(&format!(
+            "another instance of x is already running (pid={pid})"
+        )));
         drop(first);
         let again = InstanceLock::acquire(&path, "x").expect("lock after release");
         assert!(again.path().exists(), "the lock file is never removed");

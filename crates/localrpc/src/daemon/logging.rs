@@ -28,16 +28,24 @@ impl std::str::FromStr for LogFormat {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             "journald" => Ok(LogFormat::Journald),
-            other => Err(format!("unknown log format {other:?}: use auto, text, json or journald")),
+            other => Err(format!(
+                "unknown log format {other:?}: use auto, text, json or journald"
+            )),
         }
     }
 }
 
 /// True when stderr is the journal stream systemd set up (`JOURNAL_STREAM=dev:ino`).
 fn stderr_is_journal() -> bool {
-    let Ok(stream) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Some((dev, ino)) = stream.split_once(':') else { return false };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
@@ -50,19 +58,26 @@ pub fn init(format: LogFormat) {
         LogFormat::Auto => LogFormat::Text,
         other => other,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(layer) => {
                 use tracing_subscriber::layer::SubscriberExt;
-                let filter = EnvFilter::try_from_env("LOCALRPC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(filter).with(layer))
-                    .map_err(Into::into)
+                let filter = EnvFilter::try_from_env("LOCALRPC_LOG")
+                    .unwrap_or_else(|_| EnvFilter::new("info"));
+                tracing::subscriber::set_global_default(
+                    tracing_subscriber::registry().with(filter).with(layer),
+                )
+                .map_err(Into::into)
             }
             Err(_) => builder.with_ansi(false).try_init(),
         },
-        _ => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        _ => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     if installed.is_err() {
         tracing::debug!("a log subscriber was already installed");

@@ -46,7 +46,9 @@ impl Notifier {
                 ));
             }
         };
-        Ok(Notifier { target: Some(address) })
+        Ok(Notifier {
+            target: Some(address),
+        })
     }
 
     /// True when messages actually go somewhere.
@@ -56,9 +58,14 @@ impl Notifier {
 
     /// Sends `state` (newline-separated `KEY=VALUE` lines) as one datagram.
     pub fn notify(&self, state: &str) -> io::Result<()> {
-        let Some(target) = &self.target else { return Ok(()) };
+        let Some(target) = &self.target else {
+            return Ok(());
+        };
         if state.len() > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "notification longer than 4096 bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "notification longer than 4096 bytes",
+            ));
         }
         let socket = UnixDatagram::unbound()?;
         socket.set_write_timeout(Some(SEND_TIMEOUT))?;
@@ -142,7 +149,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("notify");
         let socket = UnixDatagram::bind(&path).expect("bind");
-        socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let notifier = Notifier::to_socket(path.to_str().expect("utf-8 path")).expect("notifier");
         (dir, socket, notifier)
     }
@@ -175,8 +184,12 @@ mod tests {
     fn sends_to_an_abstract_socket() {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("localrpc-notify-test-{}", std::process::id());
-        let socket = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let socket =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         Notifier::to_socket(&format!("@{name}")).unwrap().watchdog();
         assert_eq!(recv(&socket), "WATCHDOG=1");
     }
@@ -190,8 +203,14 @@ mod tests {
 
     #[test]
     fn watchdog_interval_follows_pid_and_usec() {
-        assert_eq!(watchdog_interval_from(Some("2000000"), None, 5), Some(Duration::from_secs(1)));
-        assert_eq!(watchdog_interval_from(Some("2000000"), Some("5"), 5), Some(Duration::from_secs(1)));
+        assert_eq!(
+            watchdog_interval_from(Some("2000000"), None, 5),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            watchdog_interval_from(Some("2000000"), Some("5"), 5),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(watchdog_interval_from(Some("2000000"), Some("6"), 5), None);
         assert_eq!(watchdog_interval_from(Some("0"), None, 5), None);
         assert_eq!(watchdog_interval_from(Some("x"), None, 5), None);

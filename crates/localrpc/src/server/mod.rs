@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// How long a message may take to arrive once its first byte is in (slow senders).
     /// Default 60 s.
     pub message_timeout: Duration,
+    /// Per-call deadline: a handler running longer fails the call with
+    /// `io.localrpc.CallTimedOut`. Default none.
+    pub call_timeout: Option<Duration>,
     /// Close connections idle (nothing received, nothing in flight) this long. Default none.
     pub idle_timeout: Option<Duration>,
     /// Stop serving after this long without any connection (`None`: never). Default `None`.
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             max_queued_output: 1024 * 1024,
             write_timeout: Duration::from_secs(60),
             message_timeout: Duration::from_secs(60),
+            call_timeout: None,
             idle_timeout: None,
             exit_on_idle: None,
         }
@@ -134,7 +138,8 @@ impl Server {
 
     /// A server with the given configuration (`max_connections` is capped at 3/4 of
     /// `RLIMIT_NOFILE`).
-    pub fn with_config(service: Service, mut config: ServerConfig) -> Self {
+    pub fn with_config(mut service: Service, mut config: ServerConfig) -> Self {
+        service.set_call_timeout(config.call_timeout);
         config.max_connections = config
             .max_connections
             .min(connection_cap_from_rlimit())

@@ -13,6 +13,7 @@ pub use context::{CallContext, OpId, PeerCredentials};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{
-    BoxFuture, BuildError, Call, Dispatched, InterfaceBuilder, MethodHandler, MethodResult, Output,
-    RawStream, Replies, Reply, ReplyError, Requires, Service, ServiceBuilder, UpgradeHandler,
+    BoxFuture, BuildError, CALL_TIMED_OUT, Call, Dispatched, InterfaceBuilder, MethodHandler,
+    MethodResult, Output, RawStream, Replies, Reply, ReplyError, Requires, Service, ServiceBuilder,
+    UpgradeHandler,
 };

@@ -417,7 +417,10 @@ impl ServiceBuilder {
             }
             interfaces.insert(entry.idl.name.clone(), entry);
         }
-        Ok(Service { interfaces })
+        Ok(Service {
+            interfaces,
+            call_timeout: None,
+        })
     }
 }
 
@@ -458,12 +461,24 @@ pub enum Dispatched {
 /// A set of interfaces ready to serve calls.
 pub struct Service {
     interfaces: HashMap<String, InterfaceEntry>,
+    /// Longest a handler may run before the call fails with `io.localrpc.CallTimedOut`.
+    call_timeout: Option<std::time::Duration>,
 }
+
+/// The error a call gets when its handler outlives the per-call deadline.
+pub const CALL_TIMED_OUT: &str = "io.localrpc.CallTimedOut";
 
 impl Service {
     /// Starts building a service.
     pub fn builder() -> ServiceBuilder {
         ServiceBuilder::default()
+    }
+
+    /// Sets the per-call deadline: a handler still running after `timeout` is dropped and
+    /// the call fails with `io.localrpc.CallTimedOut` (`seconds`: the deadline). Replies a
+    /// streaming handler sent before that stay sent. `None` (the default): no deadline.
+    pub fn set_call_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.call_timeout = timeout;
     }
 
     /// Handles one message (its bytes without the NUL): parses it, routes it, checks its
@@ -549,12 +564,23 @@ impl Service {
             out,
             more: context.flags.more,
         };
-        handler
-            .call(Call {
-                parameters: call.parameters,
-                context: &context,
-                replies,
-            })
-            .await
+        let running = handler.call(Call {
+            parameters: call.parameters,
+            context: &context,
+            replies,
+        });
+        match self.call_timeout {
+            None => running.await,
+            Some(limit) => match tokio::time::timeout(limit, running).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(method = %context.method, op_id = %context.op_id, ?limit, "call timed out");
+                    Err(ErrorReply::new(
+                        CALL_TIMED_OUT,
+                        json!({ "seconds": limit.as_secs_f64() }),
+                    ))
+                }
+            },
+        }
     }
 }
