@@ -94,6 +94,10 @@ pub struct DaemonOptions {
     pub socket: UnixBindOptions,
     /// Take a single-instance lock (`<socket>.lock`) for each socket path (default true).
     pub single_instance: bool,
+    /// Also take that lock for activated sockets (default false: the service manager already
+    /// runs one instance; set it when a standalone instance on the same path must be
+    /// excluded too).
+    pub lock_when_activated: bool,
     /// How long in-flight calls may take to finish on shutdown (default 10 s).
     pub drain_timeout: Duration,
     /// Server limits, including exit-on-idle.
@@ -111,6 +115,7 @@ impl DaemonOptions {
             runtime_dir_mode: 0o755,
             socket: UnixBindOptions::default(),
             single_instance: true,
+            lock_when_activated: false,
             drain_timeout: Duration::from_secs(10),
             server: ServerConfig::default(),
             on_reload: None,
@@ -184,7 +189,18 @@ impl Daemon {
         let mut options = options;
         let sockets = if !self.activation.is_empty() {
             tracing::info!("Using systemd socket activation");
-            adopt_activated(self.activation)?
+            let sockets = adopt_activated(self.activation)?;
+            if let Sockets::Listeners(listeners) = &sockets {
+                for path in listeners.iter().filter_map(Listener::unix_path) {
+                    if options.lock_when_activated {
+                        let lock = InstanceLock::acquire(&lock_path(&path), &self.name)?;
+                        tracing::info!(lock = %lock.path().display(), "PID lock acquired");
+                        locks.push(lock);
+                    }
+                    tracing::info!(address = %path.display(), "Listening on socket");
+                }
+            }
+            sockets
         } else if self.varlink_listen.as_deref() == Some("-") {
             tracing::info!("serving one connection on stdin/stdout ({VARLINK_LISTEN_VARIABLE}=-)");
             let stream = Stream::from_stdio().map_err(|source| DaemonError::Io {

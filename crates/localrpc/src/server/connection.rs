@@ -156,10 +156,10 @@ async fn serve(
                     return End::Closed("protocol violation", violation.reason);
                 }
             }
-            if output.pending.len() > config.max_queued_output {
-                if let Err(e) = output.write_pending().await {
-                    return write_failed(stats, e);
-                }
+            if output.pending.len() > config.max_queued_output
+                && let Err(e) = output.write_pending().await
+            {
+                return write_failed(stats, e);
             }
         }
         // One write for the whole batch of replies.

@@ -122,10 +122,13 @@ pub struct Server {
     /// Set once draining: connections close as soon as they are idle.
     draining: watch::Sender<bool>,
     /// Open connections per peer uid.
-    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+    per_uid: UidCounts,
     /// When a refusal was last logged (refusals are logged at most once a second).
     refusal_logged: Arc<Mutex<Option<Instant>>>,
 }
+
+/// Open connections per peer uid, shared by the server and its connections.
+type UidCounts = Arc<Mutex<HashMap<u32, usize>>>;
 
 /// How long to pause accepting after the process or system runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -338,7 +341,7 @@ impl Drop for OwnedSocketFile {
 /// its task is aborted.
 struct ActiveConnection {
     active: watch::Sender<usize>,
-    uid: Option<(u32, Arc<Mutex<HashMap<u32, usize>>>)>,
+    uid: Option<(u32, UidCounts)>,
 }
 
 impl Drop for ActiveConnection {

@@ -185,10 +185,23 @@ impl Listener {
         }
     }
 
+    /// The filesystem path of a Unix listener (`None` for abstract, unnamed or TCP sockets).
+    pub fn unix_path(&self) -> Option<PathBuf> {
+        match &self.kind {
+            ListenerKind::Unix(listener) => listener
+                .local_addr()
+                .ok()
+                .and_then(|addr| addr.as_pathname().map(Path::to_path_buf)),
+            ListenerKind::Tcp(_) => None,
+        }
+    }
+
     /// Removes the socket file this process created, if any (never an inherited one), and
     /// only if the path still holds that same socket.
     pub fn remove_socket_file(&mut self) {
-        let Some(CreatedSocket { path, dev, ino }) = self.created.take() else { return };
+        let Some(CreatedSocket { path, dev, ino }) = self.created.take() else {
+            return;
+        };
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
                 if let Err(e) = std::fs::remove_file(&path) {
@@ -245,8 +258,15 @@ fn bind_unix_path(path: &Path, options: UnixBindOptions) -> Result<Listener, Bin
             .map_err(|e| io_error(format!("chgrp {gid} {shown}"))(e.into()))?;
     }
     let meta = std::fs::symlink_metadata(path).map_err(io_error(format!("stat {shown}")))?;
-    let created = CreatedSocket { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() };
-    Ok(Listener { kind: ListenerKind::Unix(listener), created: Some(created) })
+    let created = CreatedSocket {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok(Listener {
+        kind: ListenerKind::Unix(listener),
+        created: Some(created),
+    })
 }
 
 /// Removes a socket file nobody listens on; refuses a live socket and anything not a socket.
