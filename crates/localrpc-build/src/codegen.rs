@@ -10,7 +10,7 @@ use quote::{format_ident, quote};
 
 use crate::model::{
     Adapter, EnumModel, ErrorModel, FieldModel, InterfaceModel, MethodModel, RustType, Streaming,
-    StructModel, TypeModel,
+    StructModel, TypeModel, Upgrade,
 };
 
 /// What to generate besides the types and the error enum.
@@ -431,12 +431,20 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
         " The server side of `{interface}`: implement it (with plain `async fn`s) and register \
          it with [`interface`]."
     );
+    let trait_defaults = " Every method has a default body that answers \
+        `org.varlink.service.MethodNotImplemented`: override the methods the service \
+        implements; the others stay declared (introspection lists them) but unimplemented.";
     let methods = model.methods.iter().map(|m| {
-        let doc = doc_or(&m.doc, &format!("`{interface}.{}`.", m.name));
+        let qualified = format!("{interface}.{}", m.name);
+        let doc = doc_or(&m.doc, &format!("`{qualified}`."));
         let name = ident(&m.ident);
         let input = ident(&m.input);
         let output = ident(&m.output);
-        let result = result_of(&output);
+        let result = if m.upgrade == Upgrade::No {
+            result_of(&output)
+        } else {
+            quote!(::std::result::Result<(#output, ::localrpc::service::UpgradeHandler), Error>)
+        };
         let sink = if m.streaming == Streaming::No {
             quote!()
         } else {
@@ -450,16 +458,34 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
                 #[doc = #more]
             }
         };
-        let replies = if m.streaming == Streaming::No {
-            quote!()
+        let upgrade = match m.upgrade {
+            Upgrade::No => quote!(),
+            Upgrade::Supports => quote! {
+                #[doc = ""]
+                #[doc = " Returns the reply and the continuation that takes over the raw connection once the reply is written. The continuation runs only when the caller set `upgrade` (`call.flags.upgrade`); otherwise it is dropped and the connection goes on carrying varlink calls."]
+            },
+            Upgrade::Requires => quote! {
+                #[doc = ""]
+                #[doc = " Callers always set `upgrade`: returns the confirming reply and the continuation that takes over the raw connection (socket and any bytes the caller already sent) once the reply is written. The connection carries no varlink messages after it."]
+            },
+        };
+        let (replies, unused) = if m.streaming == Streaming::No {
+            (quote!(), quote!((call, input)))
         } else {
-            quote!(, replies: ReplySink<'_, #output>)
+            (
+                quote!(, replies: ReplySink<'_, #output>),
+                quote!((call, input, replies)),
+            )
         };
         quote! {
             #doc
             #sink
+            #upgrade
             fn #name(&self, call: &::localrpc::service::CallContext, input: #input #replies)
-                -> impl ::std::future::Future<Output = #result> + ::std::marker::Send;
+                -> impl ::std::future::Future<Output = #result> + ::std::marker::Send {
+                let _ = #unused;
+                __localrpc::not_implemented(#qualified)
+            }
         }
     });
     let registrations = model.methods.iter().map(|m| {
@@ -467,6 +493,8 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
         let handle = ident(&m.ident);
         let requires = if m.streaming == Streaming::Requires {
             quote! { ::localrpc::service::Requires::More }
+        } else if m.upgrade == Upgrade::Requires {
+            quote! { ::localrpc::service::Requires::Upgrade }
         } else {
             quote! { ::localrpc::service::Requires::Nothing }
         };
@@ -523,6 +551,8 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
     };
     quote! {
         #[doc = #trait_doc]
+        #[doc = ""]
+        #[doc = #trait_defaults]
         pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
             #(#methods)*
         }
@@ -531,7 +561,8 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
 
         /// The interface, ready for `localrpc::service::ServiceBuilder::interface`: its IDL
         /// (served verbatim) and one handler per method, each calling `service`. Methods marked
-        /// `[Requires 'more' flag]` answer `ExpectedMore` to calls without `more`.
+        /// `[Requires 'more' flag]` answer `ExpectedMore` to calls without `more`, methods
+        /// marked `[Requires 'upgrade' flag]` `ExpectedUpgrade` to calls without `upgrade`.
         pub fn interface<S: Service>(
             #service_param: ::std::sync::Arc<S>,
         ) -> ::std::result::Result<::localrpc::service::InterfaceBuilder, ::localrpc::service::BuildError> {
@@ -546,33 +577,54 @@ fn server_handler(m: &MethodModel) -> TokenStream {
     let fields = m.input_fields.iter().map(|f| {
         let field = ident(&f.ident);
         let wire = &f.wire;
-        let decode = match f.adapter {
-            Adapter::None => quote!(::serde_json::from_value),
-            Adapter::Set => quote!(set::deserialize),
-            Adapter::OptionSet => quote!(option_set::deserialize),
-        };
-        quote!(#field: parameter(&mut parameters, #wire, #decode)?,)
+        match f.adapter {
+            Adapter::None => quote!(#field: call.take_parameter(#wire)?,),
+            Adapter::Set | Adapter::OptionSet => {
+                let module = if f.adapter == Adapter::Set {
+                    quote!(set)
+                } else {
+                    quote!(option_set)
+                };
+                quote! {
+                    #field: #module::deserialize(call.take_parameter::<::serde_json::Value>(#wire)?)
+                        .map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(#wire))?,
+                }
+            }
+        }
     });
-    let parameters = if m.input_fields.is_empty() {
-        quote!()
+    let call = if m.input_fields.is_empty() {
+        quote!(call)
     } else {
-        quote!(let mut parameters = call.parameters;)
+        quote!(mut call)
     };
     let replies = if m.streaming == Streaming::No {
         quote!()
     } else {
         quote!(, super::ReplySink::new(call.replies))
     };
+    let reply = if m.upgrade == Upgrade::No {
+        quote! {
+            ::std::result::Result::Ok(output) => ::localrpc::service::Reply::with(output),
+        }
+    } else {
+        quote! {
+            ::std::result::Result::Ok((output, handler)) => match ::localrpc::service::Reply::with(output)? {
+                ::localrpc::service::Reply::Parameters(parameters) => {
+                    ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade { parameters, handler })
+                }
+                reply => ::std::result::Result::Ok(reply),
+            },
+        }
+    };
     quote! {
         pub(super) fn #name<'a, S: super::Service>(
             service: &'a S,
-            call: ::localrpc::service::Call<'a>,
+            #call: ::localrpc::service::Call<'a>,
         ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
             ::std::boxed::Box::pin(async move {
-                #parameters
                 let input = super::#input { #(#fields)* };
                 match service.#name(call.context, input #replies).await {
-                    ::std::result::Result::Ok(output) => ::localrpc::service::Reply::with(output),
+                    #reply
                     ::std::result::Result::Err(error) => ::std::result::Result::Err(error.into_reply()),
                 }
             })
@@ -588,6 +640,7 @@ fn client_tokens(model: &InterfaceModel) -> TokenStream {
     );
     let mut client_methods = Vec::new();
     let mut batch_methods = Vec::new();
+    let mut upgrade_methods = Vec::new();
     for m in &model.methods {
         let qualified = format!("{interface}.{}", m.name);
         let doc = doc_or(&m.doc, &format!("Calls `{qualified}`."));
@@ -632,13 +685,36 @@ fn client_tokens(model: &InterfaceModel) -> TokenStream {
             }
         };
         let name = ident(&m.ident);
-        match m.streaming {
-            Streaming::No => client_methods.push(plain(&name)),
-            Streaming::Supports => {
+        let upgrade = |fn_name: Ident| {
+            quote! {
+                #doc
+                #[doc = ""]
+                #[doc = " Called with `upgrade`: consumes the client and its connection and returns the confirming reply and the raw byte stream the connection became (bytes the service sent right after its reply included). Only a client that owns its connection can upgrade it."]
+                #allow
+                pub async fn #fn_name(self, #(#args),*) -> ::std::result::Result<(#output, ::localrpc::transport::UpgradedStream), ::localrpc::client::CallError<Error>> {
+                    let (parameters, stream) = self.connection.upgrade(#qualified, #value).await
+                        .map_err(::localrpc::client::CallError::from_client_error)?;
+                    let output = ::localrpc::client::decode_reply(#qualified, ::std::result::Result::Ok(parameters))?;
+                    ::std::result::Result::Ok((output, stream))
+                }
+            }
+        };
+        match (m.streaming, m.upgrade) {
+            (_, Upgrade::Requires) => upgrade_methods.push(upgrade(name.clone())),
+            (_, Upgrade::Supports) => {
+                client_methods.push(plain(&name));
+                upgrade_methods.push(upgrade(format_ident!("{base}_upgrade")));
+            }
+            (Streaming::No, Upgrade::No) => client_methods.push(plain(&name)),
+            (Streaming::Supports, Upgrade::No) => {
                 client_methods.push(plain(&name));
                 client_methods.push(more(format_ident!("{base}_more")));
             }
-            Streaming::Requires => client_methods.push(more(name.clone())),
+            (Streaming::Requires, Upgrade::No) => client_methods.push(more(name.clone())),
+        }
+        // A method that requires `upgrade` does nothing without it: no oneway or batched call.
+        if m.upgrade == Upgrade::Requires {
+            continue;
         }
         let oneway_name = format_ident!("{base}_oneway");
         let oneway_doc =
@@ -682,6 +758,8 @@ fn client_tokens(model: &InterfaceModel) -> TokenStream {
             pub async fn connect(address: &str) -> ::std::result::Result<Self, ::localrpc::client::Error> {
                 ::std::result::Result::Ok(Client { connection: ::localrpc::client::Connection::connect(address).await? })
             }
+
+            #(#upgrade_methods)*
         }
 
         impl<C: ::std::borrow::BorrowMut<::localrpc::client::Connection>> Client<C> {
@@ -711,7 +789,7 @@ fn client_tokens(model: &InterfaceModel) -> TokenStream {
         /// Typed calls of this interface pipelined on one connection: queue calls (each
         /// returns a [`::localrpc::client::Pending`] ticket), [`Batch::run`] writes them at
         /// once and reads the replies, and `BatchReplies::take(ticket)` gives each typed result.
-        /// Methods that require `more` cannot be batched.
+        /// Methods that require `more` or `upgrade` cannot be batched.
         #[derive(::std::fmt::Debug)]
         pub struct Batch<'c> {
             inner: ::localrpc::client::Batch<'c, Error>,
@@ -741,23 +819,8 @@ fn support_tokens(model: &InterfaceModel, parts: Parts) -> TokenStream {
         quote!()
     };
     let server = if parts.server && !model.methods.is_empty() {
+        let other = ident(&model.other_error);
         let handlers = model.methods.iter().map(server_handler);
-        let parameter = if model.methods.iter().any(|m| !m.input_fields.is_empty()) {
-            quote! {
-                /// Takes one input parameter out of the call and decodes it; a value that does not
-                /// decode is an `InvalidParameter` error naming it.
-                fn parameter<T>(
-                    parameters: &mut ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                    name: &str,
-                    decode: fn(::serde_json::Value) -> ::std::result::Result<T, ::serde_json::Error>,
-                ) -> ::std::result::Result<T, ::localrpc::service::ErrorReply> {
-                    let value = parameters.remove(name).unwrap_or(::serde_json::Value::Null);
-                    decode(value).map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(name))
-                }
-            }
-        } else {
-            quote!()
-        };
         quote! {
             /// One method of a [`super::Service`] as a runtime handler.
             pub(super) struct Dispatch<S> {
@@ -773,7 +836,15 @@ fn support_tokens(model: &InterfaceModel, parts: Parts) -> TokenStream {
                 }
             }
 
-            #parameter
+            /// What a method of [`super::Service`] answers unless the implementation
+            /// overrides it: `org.varlink.service.MethodNotImplemented`.
+            pub(super) fn not_implemented<T>(method: &str)
+                -> ::std::future::Ready<::std::result::Result<T, super::Error>> {
+                ::std::future::ready(::std::result::Result::Err(super::Error::#other(
+                    ::localrpc::service::ErrorReply::method_not_implemented(method),
+                )))
+            }
+
             #(#handlers)*
         }
     } else {

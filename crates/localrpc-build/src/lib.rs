@@ -70,11 +70,22 @@
 //!   `fn name(&self, call: &CallContext, input: NameInput) -> impl Future<Output =
 //!   Result<NameOutput, Error>> + Send`, implemented with plain `async fn`. Streaming methods
 //!   also get a `ReplySink<'_, NameOutput>` (typed `send`); the returned value is the final
-//!   reply. `interface(Arc<impl Service>)` builds the `InterfaceBuilder`.
+//!   reply. Upgrade methods return `(NameOutput, UpgradeHandler)` (see below).
+//!   `interface(Arc<impl Service>)` builds the `InterfaceBuilder`.
 //! - `Client<C>` over an owned or borrowed `Connection`: `name(args) -> Result<NameOutput,
 //!   CallError<Error>>`, `name_oneway(args)`, and for streaming methods a
 //!   `TypedReplyStream` (a `futures_core::Stream`): `name(args)` when the method requires
 //!   `more`, `name_more(args)` when it only supports it. `Client::batch()` pipelines calls.
+//!   Upgrade methods are on `Client<Connection>` only (see below).
+//!
+//! # Unimplemented methods
+//!
+//! Every method of the `Service` trait has a default body answering
+//! `org.varlink.service.MethodNotImplemented` (naming the method), exactly what the runtime
+//! answers for a declared method without a handler. An implementation overrides the methods
+//! it serves; the others stay declared (introspection still lists them), and an
+//! implementation keeps compiling when a newer version of the interface adds methods. The
+//! flip side: the compiler does not point out a method one forgot to implement.
 //!
 //! # Streaming methods
 //!
@@ -82,6 +93,37 @@
 //! registered so that calls without `more` get `ExpectedMore`; `[Supports 'more' flag]`
 //! streams only when the caller asks. For IDL without the markers, set the mode with
 //! [`Config::streaming`].
+//!
+//! # Upgrade methods
+//!
+//! A method marked `[Requires 'upgrade' flag]` ([`Upgrade::Requires`]) confirms the call
+//! with one reply, then the connection carries a raw byte protocol. Its trait method returns
+//! the reply and the continuation that takes over the connection,
+//! `localrpc::service::UpgradeHandler` — a boxed
+//! `FnOnce(Box<dyn RawStream>) -> BoxFuture<'static, ()>` that runs once the confirmation is
+//! written, with the socket and any bytes the caller already sent:
+//!
+//! ```ignore
+//! async fn raw_echo(&self, _call: &CallContext, _input: echo::RawEchoInput)
+//!     -> Result<(echo::RawEchoOutput, UpgradeHandler), echo::Error> {
+//!     Ok((echo::RawEchoOutput {}, Box::new(|raw| Box::pin(serve_raw(raw)))))
+//! }
+//! ```
+//!
+//! Returning an error instead sends that error and keeps the connection a varlink one. The
+//! method is registered with `Requires::Upgrade`, so calls without `upgrade` get
+//! `ExpectedUpgrade` before the trait method runs. On the client side,
+//! `Client<Connection>::raw_echo(self, args)` consumes the client and returns
+//! `(RawEchoOutput, localrpc::transport::UpgradedStream)` (through `Connection::upgrade`); a
+//! client on a borrowed connection cannot upgrade it. There is no `_oneway` variant and no
+//! batched form (neither could upgrade).
+//!
+//! A method marked `[Supports 'upgrade' flag]` ([`Upgrade::Supports`]) has the same trait
+//! signature but is registered for every call: the continuation runs only when the caller set
+//! `upgrade` (`call.flags.upgrade`), otherwise it is dropped unrun and the connection goes on
+//! carrying varlink calls. The client gets the ordinary `name(args)` (plus `name_oneway` and a
+//! batched form) and `name_upgrade(self, args)` on `Client<Connection>`. For IDL without the
+//! markers, set the mode with [`Config::upgrade`]. A method cannot both stream and upgrade.
 
 mod codegen;
 mod model;
@@ -90,7 +132,7 @@ mod names;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use model::Streaming;
+pub use model::{Streaming, Upgrade};
 pub use names::file_name;
 
 /// Why code generation failed; every message names the file (and the interface when known).
@@ -157,6 +199,7 @@ pub struct Config {
     client: bool,
     rerun_if_changed: bool,
     streaming: HashMap<String, Streaming>,
+    upgrade: HashMap<String, Upgrade>,
 }
 
 impl Default for Config {
@@ -173,6 +216,7 @@ impl Config {
             client: true,
             rerun_if_changed: true,
             streaming: HashMap::new(),
+            upgrade: HashMap::new(),
         }
     }
 
@@ -198,6 +242,14 @@ impl Config {
     /// (`org.varlink.certification.Test10`), overriding the doc comment markers.
     pub fn streaming(mut self, method: &str, mode: Streaming) -> Self {
         self.streaming.insert(method.to_owned(), mode);
+        self
+    }
+
+    /// Sets the upgrade mode of a method, by its fully qualified name
+    /// (`io.localrpc.Echo.RawEcho`), overriding the doc comment markers. A method cannot both
+    /// stream and upgrade.
+    pub fn upgrade(mut self, method: &str, mode: Upgrade) -> Self {
+        self.upgrade.insert(method.to_owned(), mode);
         self
     }
 
@@ -243,18 +295,14 @@ impl Config {
             source,
         })?;
         let prefix = format!("{}.", interface.name);
-        let mut streaming = HashMap::new();
-        for (method, mode) in &self.streaming {
-            if let Some(name) = method.strip_prefix(&prefix).filter(|m| !m.contains('.')) {
-                streaming.insert(name.to_owned(), *mode);
-            }
-        }
+        let streaming = own_methods(&self.streaming, &prefix);
+        let upgrade = own_methods(&self.upgrade, &prefix);
         let unsupported = |reason: String| Error::Unsupported {
             path: path.to_owned(),
             interface: interface.name.clone(),
             reason,
         };
-        let model = model::lower(&interface, &streaming).map_err(unsupported)?;
+        let model = model::lower(&interface, &streaming, &upgrade).map_err(unsupported)?;
         let parts = codegen::Parts {
             server: self.server,
             client: self.client,
@@ -276,6 +324,18 @@ impl Config {
         );
         Ok((interface.name, source))
     }
+}
+
+/// The entries of `modes` (by fully qualified method name) for methods of the interface
+/// whose names start with `prefix` (`org.example.`), keyed by the method's own name.
+fn own_methods<T: Copy>(modes: &HashMap<String, T>, prefix: &str) -> HashMap<String, T> {
+    modes
+        .iter()
+        .filter_map(|(method, mode)| {
+            let name = method.strip_prefix(prefix).filter(|m| !m.contains('.'))?;
+            Some((name.to_owned(), *mode))
+        })
+        .collect()
 }
 
 /// Generates every interface in `files` into `$OUT_DIR` with the default [`Config`]

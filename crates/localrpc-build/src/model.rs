@@ -1,6 +1,6 @@
 //! The interface lowered to what the code is generated from: every named and inline type
 //! with its Rust name, fields with Rust identifiers and types, methods with their streaming
-//! mode, errors. All naming decisions and name collision checks happen here.
+//! and upgrade modes, errors. All naming decisions and name collision checks happen here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -127,6 +127,19 @@ pub enum Streaming {
     Requires,
 }
 
+/// Whether a method hands the connection over to a raw byte protocol after its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// An ordinary method (the default).
+    No,
+    /// Upgrades when the caller sets `upgrade`, answers like an ordinary method otherwise
+    /// (`[Supports 'upgrade' flag]`).
+    Supports,
+    /// Only works with `upgrade`; without it callers get `ExpectedUpgrade`
+    /// (`[Requires 'upgrade' flag]`).
+    Requires,
+}
+
 /// A method.
 #[derive(Debug, Clone)]
 pub(crate) struct MethodModel {
@@ -141,6 +154,7 @@ pub(crate) struct MethodModel {
     pub(crate) output: String,
     pub(crate) input_fields: Vec<FieldModel>,
     pub(crate) streaming: Streaming,
+    pub(crate) upgrade: Upgrade,
 }
 
 /// An error.
@@ -187,11 +201,12 @@ struct Lowering<'a> {
     types: Vec<TypeModel>,
 }
 
-/// Lowers a parsed interface. `streaming` overrides the streaming mode of methods by IDL
-/// name; otherwise it comes from systemd's doc comment markers.
+/// Lowers a parsed interface. `streaming` and `upgrade` override the streaming and upgrade
+/// modes of methods by IDL name; otherwise they come from systemd's doc comment markers.
 pub(crate) fn lower(
     interface: &Interface,
     streaming: &HashMap<String, Streaming>,
+    upgrade: &HashMap<String, Upgrade>,
 ) -> Result<InterfaceModel, ModelError> {
     let mut lowering = Lowering {
         interface,
@@ -234,6 +249,22 @@ pub(crate) fn lower(
                         Streaming::No
                     }
                 });
+                let upgrade_mode = upgrade.get(&method.name).copied().unwrap_or_else(|| {
+                    if has_marker(&method.doc, "[Requires 'upgrade' flag]") {
+                        Upgrade::Requires
+                    } else if has_marker(&method.doc, "[Supports 'upgrade' flag]") {
+                        Upgrade::Supports
+                    } else {
+                        Upgrade::No
+                    }
+                });
+                if mode != Streaming::No && upgrade_mode != Upgrade::No {
+                    return Err(format!(
+                        "method {} both streams replies (`more`) and upgrades the connection \
+                         (`upgrade`); a method can do only one of them",
+                        method.name
+                    ));
+                }
                 let mut ident = snake_ident(&method.name);
                 if RESERVED_FN_NAMES.contains(&unraw(&ident)) {
                     ident = format!("{}_method", unraw(&ident));
@@ -246,6 +277,7 @@ pub(crate) fn lower(
                     output,
                     input_fields,
                     streaming: mode,
+                    upgrade: upgrade_mode,
                 });
             }
             Member::Error(error) => {
@@ -262,6 +294,13 @@ pub(crate) fn lower(
         if interface.method(name).is_none() {
             return Err(format!(
                 "a streaming mode is configured for {name}, which the interface does not declare"
+            ));
+        }
+    }
+    for name in upgrade.keys() {
+        if interface.method(name).is_none() {
+            return Err(format!(
+                "an upgrade mode is configured for {name}, which the interface does not declare"
             ));
         }
     }
@@ -471,9 +510,15 @@ fn check_method_names(methods: &[MethodModel]) -> Result<(), ModelError> {
     }
     for method in methods {
         let base = unraw(&method.ident);
-        let mut names = vec![method.ident.clone(), format!("{base}_oneway")];
+        let mut names = vec![method.ident.clone()];
+        if method.upgrade != Upgrade::Requires {
+            names.push(format!("{base}_oneway"));
+        }
         if method.streaming == Streaming::Supports {
             names.push(format!("{base}_more"));
+        }
+        if method.upgrade == Upgrade::Supports {
+            names.push(format!("{base}_upgrade"));
         }
         for name in names {
             if let Some(previous) = seen.insert(name.clone(), &method.name) {

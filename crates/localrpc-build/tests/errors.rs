@@ -74,6 +74,51 @@ fn configured_streaming_for_unknown_methods_is_an_error() {
 }
 
 #[test]
+fn configured_upgrade_for_unknown_methods_is_an_error() {
+    let error = Config::new()
+        .upgrade("org.example.bad.Nope", localrpc_build::Upgrade::Requires)
+        .generate(
+            "interface org.example.bad\nmethod Get() -> ()\n",
+            "x.varlink",
+        )
+        .expect_err("unknown method");
+    assert!(error.to_string().contains("Nope"), "{error}");
+}
+
+#[test]
+fn a_method_cannot_both_stream_and_upgrade() {
+    let idl = "interface org.example.bad\n# [Requires 'more' flag]\nmethod Get() -> ()\n";
+    let error = Config::new()
+        .upgrade("org.example.bad.Get", localrpc_build::Upgrade::Supports)
+        .generate(idl, "x.varlink")
+        .expect_err("more and upgrade");
+    let text = error.to_string();
+    assert!(
+        text.contains("org.example.bad") && text.contains("Get"),
+        "{text}"
+    );
+}
+
+#[test]
+fn configured_upgrade_overrides_the_markers() {
+    let idl = "interface org.example.up\nmethod Attach() -> ()\n";
+    let plain = Config::new().generate(idl, "x.varlink").expect("plain");
+    assert!(plain.contains("Requires::Nothing"), "{plain}");
+    assert!(plain.contains("fn attach_oneway("), "{plain}");
+    let upgraded = Config::new()
+        .upgrade("org.example.up.Attach", localrpc_build::Upgrade::Requires)
+        .generate(idl, "x.varlink")
+        .expect("upgrade");
+    assert!(upgraded.contains("Requires::Upgrade"), "{upgraded}");
+    assert!(upgraded.contains("UpgradeHandler"), "{upgraded}");
+    assert!(
+        upgraded.contains("::localrpc::transport::UpgradedStream"),
+        "{upgraded}"
+    );
+    assert!(!upgraded.contains("fn attach_oneway("), "{upgraded}");
+}
+
+#[test]
 fn keywords_and_reserved_method_names_are_escaped() {
     let code = generate(
         "interface org.example.bad\ntype A (type: int, self: string, match: (a, b))\nmethod Run(type: int) -> ()\n",

@@ -52,6 +52,14 @@ method Watch() -> (changed: []string)
 
 method Ping() -> ()
 
+# Confirms, then speaks a raw byte protocol on the connection.
+# [Requires 'upgrade' flag]
+method Attach(name: string) -> (session: int)
+
+# Answers plainly, or upgrades when the caller asks.
+# [Supports 'upgrade' flag]
+method Tunnel(features: [string]()) -> (accepted: []string)
+
 # No item has this name.
 error NoSuchItem (name: string)
 
@@ -338,6 +346,55 @@ pub struct PingInput {}
     ::serde::Deserialize
 )]
 pub struct PingOutput {}
+/// The input parameters of `Attach`.
+#[derive(
+    ::std::fmt::Debug,
+    ::std::clone::Clone,
+    ::std::cmp::PartialEq,
+    ::serde::Serialize,
+    ::serde::Deserialize
+)]
+pub struct AttachInput {
+    /// `name` of `AttachInput`.
+    pub name: ::std::string::String,
+}
+/// The output parameters of `Attach`.
+#[derive(
+    ::std::fmt::Debug,
+    ::std::clone::Clone,
+    ::std::cmp::PartialEq,
+    ::serde::Serialize,
+    ::serde::Deserialize
+)]
+pub struct AttachOutput {
+    /// `session` of `AttachOutput`.
+    pub session: i64,
+}
+/// The input parameters of `Tunnel`.
+#[derive(
+    ::std::fmt::Debug,
+    ::std::clone::Clone,
+    ::std::cmp::PartialEq,
+    ::serde::Serialize,
+    ::serde::Deserialize
+)]
+pub struct TunnelInput {
+    /// `features` of `TunnelInput`.
+    #[serde(with = "__localrpc::set")]
+    pub features: ::std::collections::BTreeSet<::std::string::String>,
+}
+/// The output parameters of `Tunnel`.
+#[derive(
+    ::std::fmt::Debug,
+    ::std::clone::Clone,
+    ::std::cmp::PartialEq,
+    ::serde::Serialize,
+    ::serde::Deserialize
+)]
+pub struct TunnelOutput {
+    /// `accepted` of `TunnelOutput`.
+    pub accepted: ::std::vec::Vec<::std::string::String>,
+}
 /// The errors of `org.example.golden`, plus [`Error::Other`] for any other error reply.
 #[derive(::std::fmt::Debug, ::std::clone::Clone, ::std::cmp::PartialEq)]
 #[allow(
@@ -429,6 +486,8 @@ impl ::std::fmt::Display for Error {
 }
 impl ::std::error::Error for Error {}
 /// The server side of `org.example.golden`: implement it (with plain `async fn`s) and register it with [`interface`].
+///
+/// Every method has a default body that answers `org.varlink.service.MethodNotImplemented`: override the methods the service implements; the others stay declared (introspection lists them) but unimplemented.
 pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// Returns the item with this name.
     fn get(
@@ -437,7 +496,10 @@ pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
         input: GetInput,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<GetOutput, Error>,
-    > + ::std::marker::Send;
+    > + ::std::marker::Send {
+        let _ = (call, input);
+        __localrpc::not_implemented("org.example.golden.Get")
+    }
     /// Lists every item.
     /// [Requires 'more' flag]
     ///
@@ -449,7 +511,10 @@ pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
         replies: ReplySink<'_, ListOutput>,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<ListOutput, Error>,
-    > + ::std::marker::Send;
+    > + ::std::marker::Send {
+        let _ = (call, input, replies);
+        __localrpc::not_implemented("org.example.golden.List")
+    }
     /// Watches items; streams only when asked.
     /// [Supports 'more' flag]
     ///
@@ -461,7 +526,10 @@ pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
         replies: ReplySink<'_, WatchOutput>,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<WatchOutput, Error>,
-    > + ::std::marker::Send;
+    > + ::std::marker::Send {
+        let _ = (call, input, replies);
+        __localrpc::not_implemented("org.example.golden.Watch")
+    }
     /// `org.example.golden.Ping`.
     fn ping(
         &self,
@@ -469,7 +537,44 @@ pub trait Service: ::std::marker::Send + ::std::marker::Sync + 'static {
         input: PingInput,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<PingOutput, Error>,
-    > + ::std::marker::Send;
+    > + ::std::marker::Send {
+        let _ = (call, input);
+        __localrpc::not_implemented("org.example.golden.Ping")
+    }
+    /// Confirms, then speaks a raw byte protocol on the connection.
+    /// [Requires 'upgrade' flag]
+    ///
+    /// Callers always set `upgrade`: returns the confirming reply and the continuation that takes over the raw connection (socket and any bytes the caller already sent) once the reply is written. The connection carries no varlink messages after it.
+    fn attach(
+        &self,
+        call: &::localrpc::service::CallContext,
+        input: AttachInput,
+    ) -> impl ::std::future::Future<
+        Output = ::std::result::Result<
+            (AttachOutput, ::localrpc::service::UpgradeHandler),
+            Error,
+        >,
+    > + ::std::marker::Send {
+        let _ = (call, input);
+        __localrpc::not_implemented("org.example.golden.Attach")
+    }
+    /// Answers plainly, or upgrades when the caller asks.
+    /// [Supports 'upgrade' flag]
+    ///
+    /// Returns the reply and the continuation that takes over the raw connection once the reply is written. The continuation runs only when the caller set `upgrade` (`call.flags.upgrade`); otherwise it is dropped and the connection goes on carrying varlink calls.
+    fn tunnel(
+        &self,
+        call: &::localrpc::service::CallContext,
+        input: TunnelInput,
+    ) -> impl ::std::future::Future<
+        Output = ::std::result::Result<
+            (TunnelOutput, ::localrpc::service::UpgradeHandler),
+            Error,
+        >,
+    > + ::std::marker::Send {
+        let _ = (call, input);
+        __localrpc::not_implemented("org.example.golden.Tunnel")
+    }
 }
 /// Sends the `continues` replies of a streaming method; the handler's return value
 /// is the final reply.
@@ -499,7 +604,8 @@ impl<'a, T: ::serde::Serialize> ReplySink<'a, T> {
 }
 /// The interface, ready for `localrpc::service::ServiceBuilder::interface`: its IDL
 /// (served verbatim) and one handler per method, each calling `service`. Methods marked
-/// `[Requires 'more' flag]` answer `ExpectedMore` to calls without `more`.
+/// `[Requires 'more' flag]` answer `ExpectedMore` to calls without `more`, methods
+/// marked `[Requires 'upgrade' flag]` `ExpectedUpgrade` to calls without `upgrade`.
 pub fn interface<S: Service>(
     service: ::std::sync::Arc<S>,
 ) -> ::std::result::Result<
@@ -539,6 +645,22 @@ pub fn interface<S: Service>(
                     handle: __localrpc::ping::<S>,
                 },
                 ::localrpc::service::Requires::Nothing,
+            )
+            .handler(
+                "Attach",
+                __localrpc::Dispatch {
+                    service: ::std::sync::Arc::clone(&service),
+                    handle: __localrpc::attach::<S>,
+                },
+                ::localrpc::service::Requires::Upgrade,
+            )
+            .handler(
+                "Tunnel",
+                __localrpc::Dispatch {
+                    service: ::std::sync::Arc::clone(&service),
+                    handle: __localrpc::tunnel::<S>,
+                },
+                ::localrpc::service::Requires::Nothing,
             ),
     )
 }
@@ -555,6 +677,50 @@ impl Client<::localrpc::client::Connection> {
         ::std::result::Result::Ok(Client {
             connection: ::localrpc::client::Connection::connect(address).await?,
         })
+    }
+    /// Confirms, then speaks a raw byte protocol on the connection.
+    /// [Requires 'upgrade' flag]
+    ///
+    /// Called with `upgrade`: consumes the client and its connection and returns the confirming reply and the raw byte stream the connection became (bytes the service sent right after its reply included). Only a client that owns its connection can upgrade it.
+    pub async fn attach(
+        self,
+        name: ::std::string::String,
+    ) -> ::std::result::Result<
+        (AttachOutput, ::localrpc::transport::UpgradedStream),
+        ::localrpc::client::CallError<Error>,
+    > {
+        let (parameters, stream) = self
+            .connection
+            .upgrade("org.example.golden.Attach", AttachInput { name })
+            .await
+            .map_err(::localrpc::client::CallError::from_client_error)?;
+        let output = ::localrpc::client::decode_reply(
+            "org.example.golden.Attach",
+            ::std::result::Result::Ok(parameters),
+        )?;
+        ::std::result::Result::Ok((output, stream))
+    }
+    /// Answers plainly, or upgrades when the caller asks.
+    /// [Supports 'upgrade' flag]
+    ///
+    /// Called with `upgrade`: consumes the client and its connection and returns the confirming reply and the raw byte stream the connection became (bytes the service sent right after its reply included). Only a client that owns its connection can upgrade it.
+    pub async fn tunnel_upgrade(
+        self,
+        features: ::std::collections::BTreeSet<::std::string::String>,
+    ) -> ::std::result::Result<
+        (TunnelOutput, ::localrpc::transport::UpgradedStream),
+        ::localrpc::client::CallError<Error>,
+    > {
+        let (parameters, stream) = self
+            .connection
+            .upgrade("org.example.golden.Tunnel", TunnelInput { features })
+            .await
+            .map_err(::localrpc::client::CallError::from_client_error)?;
+        let output = ::localrpc::client::decode_reply(
+            "org.example.golden.Tunnel",
+            ::std::result::Result::Ok(parameters),
+        )?;
+        ::std::result::Result::Ok((output, stream))
     }
 }
 impl<C: ::std::borrow::BorrowMut<::localrpc::client::Connection>> Client<C> {
@@ -674,11 +840,31 @@ impl<C: ::std::borrow::BorrowMut<::localrpc::client::Connection>> Client<C> {
             .oneway("org.example.golden.Ping", PingInput {})
             .await
     }
+    /// Answers plainly, or upgrades when the caller asks.
+    /// [Supports 'upgrade' flag]
+    pub async fn tunnel(
+        &mut self,
+        features: ::std::collections::BTreeSet<::std::string::String>,
+    ) -> ::std::result::Result<TunnelOutput, ::localrpc::client::CallError<Error>> {
+        let reply = ::std::borrow::BorrowMut::borrow_mut(&mut self.connection)
+            .call("org.example.golden.Tunnel", TunnelInput { features })
+            .await;
+        ::localrpc::client::decode_reply("org.example.golden.Tunnel", reply)
+    }
+    /// Calls `org.example.golden.Tunnel` as `oneway`: no reply comes, not even an error.
+    pub async fn tunnel_oneway(
+        &mut self,
+        features: ::std::collections::BTreeSet<::std::string::String>,
+    ) -> ::std::result::Result<(), ::localrpc::client::Error> {
+        ::std::borrow::BorrowMut::borrow_mut(&mut self.connection)
+            .oneway("org.example.golden.Tunnel", TunnelInput { features })
+            .await
+    }
 }
 /// Typed calls of this interface pipelined on one connection: queue calls (each
 /// returns a [`::localrpc::client::Pending`] ticket), [`Batch::run`] writes them at
 /// once and reads the replies, and `BatchReplies::take(ticket)` gives each typed result.
-/// Methods that require `more` cannot be batched.
+/// Methods that require `more` or `upgrade` cannot be batched.
 #[derive(::std::fmt::Debug)]
 pub struct Batch<'c> {
     inner: ::localrpc::client::Batch<'c, Error>,
@@ -714,6 +900,20 @@ impl Batch<'_> {
     /// Queues a `oneway` call of `org.example.golden.Ping` (it gets no reply).
     pub fn ping_oneway(&mut self) {
         self.inner.oneway("org.example.golden.Ping", PingInput {})
+    }
+    /// Queues a call of `org.example.golden.Tunnel`.
+    pub fn tunnel(
+        &mut self,
+        features: ::std::collections::BTreeSet<::std::string::String>,
+    ) -> ::localrpc::client::Pending<TunnelOutput> {
+        self.inner.call("org.example.golden.Tunnel", TunnelInput { features })
+    }
+    /// Queues a `oneway` call of `org.example.golden.Tunnel` (it gets no reply).
+    pub fn tunnel_oneway(
+        &mut self,
+        features: ::std::collections::BTreeSet<::std::string::String>,
+    ) {
+        self.inner.oneway("org.example.golden.Tunnel", TunnelInput { features })
     }
     /// Writes every queued call at once and reads the replies in order.
     pub async fn run(
@@ -794,25 +994,26 @@ mod __localrpc {
             (self.handle)(&self.service, call)
         }
     }
-    /// Takes one input parameter out of the call and decodes it; a value that does not
-    /// decode is an `InvalidParameter` error naming it.
-    fn parameter<T>(
-        parameters: &mut ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-        name: &str,
-        decode: fn(::serde_json::Value) -> ::std::result::Result<T, ::serde_json::Error>,
-    ) -> ::std::result::Result<T, ::localrpc::service::ErrorReply> {
-        let value = parameters.remove(name).unwrap_or(::serde_json::Value::Null);
-        decode(value)
-            .map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(name))
+    /// What a method of [`super::Service`] answers unless the implementation
+    /// overrides it: `org.varlink.service.MethodNotImplemented`.
+    pub(super) fn not_implemented<T>(
+        method: &str,
+    ) -> ::std::future::Ready<::std::result::Result<T, super::Error>> {
+        ::std::future::ready(
+            ::std::result::Result::Err(
+                super::Error::Other(
+                    ::localrpc::service::ErrorReply::method_not_implemented(method),
+                ),
+            ),
+        )
     }
     pub(super) fn get<'a, S: super::Service>(
         service: &'a S,
-        call: ::localrpc::service::Call<'a>,
+        mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let mut parameters = call.parameters;
             let input = super::GetInput {
-                name: parameter(&mut parameters, "name", ::serde_json::from_value)?,
+                name: call.take_parameter("name")?,
             };
             match service.get(call.context, input).await {
                 ::std::result::Result::Ok(output) => {
@@ -826,12 +1027,11 @@ mod __localrpc {
     }
     pub(super) fn list<'a, S: super::Service>(
         service: &'a S,
-        call: ::localrpc::service::Call<'a>,
+        mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let mut parameters = call.parameters;
             let input = super::ListInput {
-                filter: parameter(&mut parameters, "filter", ::serde_json::from_value)?,
+                filter: call.take_parameter("filter")?,
             };
             match service
                 .list(call.context, input, super::ReplySink::new(call.replies))
@@ -874,6 +1074,63 @@ mod __localrpc {
             match service.ping(call.context, input).await {
                 ::std::result::Result::Ok(output) => {
                     ::localrpc::service::Reply::with(output)
+                }
+                ::std::result::Result::Err(error) => {
+                    ::std::result::Result::Err(error.into_reply())
+                }
+            }
+        })
+    }
+    pub(super) fn attach<'a, S: super::Service>(
+        service: &'a S,
+        mut call: ::localrpc::service::Call<'a>,
+    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
+        ::std::boxed::Box::pin(async move {
+            let input = super::AttachInput {
+                name: call.take_parameter("name")?,
+            };
+            match service.attach(call.context, input).await {
+                ::std::result::Result::Ok((output, handler)) => {
+                    match ::localrpc::service::Reply::with(output)? {
+                        ::localrpc::service::Reply::Parameters(parameters) => {
+                            ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade {
+                                parameters,
+                                handler,
+                            })
+                        }
+                        reply => ::std::result::Result::Ok(reply),
+                    }
+                }
+                ::std::result::Result::Err(error) => {
+                    ::std::result::Result::Err(error.into_reply())
+                }
+            }
+        })
+    }
+    pub(super) fn tunnel<'a, S: super::Service>(
+        service: &'a S,
+        mut call: ::localrpc::service::Call<'a>,
+    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
+        ::std::boxed::Box::pin(async move {
+            let input = super::TunnelInput {
+                features: set::deserialize(
+                        call.take_parameter::<::serde_json::Value>("features")?,
+                    )
+                    .map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(
+                        "features",
+                    ))?,
+            };
+            match service.tunnel(call.context, input).await {
+                ::std::result::Result::Ok((output, handler)) => {
+                    match ::localrpc::service::Reply::with(output)? {
+                        ::localrpc::service::Reply::Parameters(parameters) => {
+                            ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade {
+                                parameters,
+                                handler,
+                            })
+                        }
+                        reply => ::std::result::Result::Ok(reply),
+                    }
                 }
                 ::std::result::Result::Err(error) => {
                     ::std::result::Result::Err(error.into_reply())
