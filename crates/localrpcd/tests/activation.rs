@@ -343,7 +343,9 @@ fn invalid_activation_environment_is_a_clear_error_and_exit_1() {
     let listener = listening_socket(&dir.path().join("passed.sock"));
     let own = dir.path().join("own.sock");
     let listen = format!("unix:{}", own.display());
-    let cases: &[(ListenPid, &[(&str, &str)], &str)] = &[
+    // (whose LISTEN_PID, extra environment, expected message)
+    type Case<'a> = (ListenPid, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             ListenPid::Own,
             &[("LISTEN_FDS", "0")],

@@ -199,7 +199,7 @@ impl RawClient {
             "unexpected bytes before close: {:?}",
             String::from_utf8_lossy(&self.buf)
         );
-        let closed = match self.fill().await {
+        match self.fill().await {
             Ok(0) => Closed::Eof,
             Ok(_) => panic!(
                 "expected the server to close the connection, got {:?}",
@@ -208,8 +208,7 @@ impl RawClient {
             // A Unix socket closed with unread data in its queue reports ECONNRESET.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Closed::Reset,
             Err(e) => panic!("expected EOF, got error {e}"),
-        };
-        closed
+        }
     }
 
     /// Half-closes our side (the server sees EOF).
