@@ -343,3 +343,58 @@ async fn a_call_over_its_deadline_fails_and_the_connection_goes_on() {
         "the connection stays usable"
     );
 }
+
+/// The pid a pidfd refers to, from /proc/self/fdinfo.
+fn pid_of_pidfd(fd: &std::os::fd::OwnedFd) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn handlers_see_the_peer_pidfd_where_the_kernel_has_it() {
+    const PIDFD_IDL: &str =
+        "interface org.example.pidfd\nmethod Who() -> (pid: ?int, pidfd_pid: ?int)\n";
+    let iface = InterfaceBuilder::new(PIDFD_IDL)
+        .expect("IDL parses")
+        .method("Who", |call| {
+            Box::pin(async move {
+                let pid = call.context.peer.and_then(|p| p.pid);
+                let pidfd_pid = call.context.peer_pidfd.as_deref().and_then(pid_of_pidfd);
+                Reply::with(json!({ "pid": pid, "pidfd_pid": pidfd_pid }))
+            })
+        });
+    let service = Service::builder().interface(iface).build().expect("builds");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("p.sock");
+    let listener = Listener::bind(&Address::Unix(path.clone()), UnixBindOptions::default())
+        .await
+        .expect("bind");
+    let server = Server::new(service);
+    tokio::spawn(async move { server.serve(vec![listener], std::future::pending()).await });
+    let mut stream = UnixStream::connect(&path).await.expect("connect");
+    stream
+        .write_all(b"{\"method\":\"org.example.pidfd.Who\"}\0")
+        .await
+        .expect("write");
+    let reply: serde_json::Value =
+        serde_json::from_str(&read_reply(&mut stream).await.expect("a reply")).expect("JSON");
+    let own = std::process::id() as i64;
+    assert_eq!(reply["parameters"]["pid"], own);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let (major, minor) = release
+        .split('.')
+        .take(2)
+        .map(|n| n.trim().parse::<u32>().unwrap_or(0))
+        .fold((0, 0), |(a, _), n| if a == 0 { (n, 0) } else { (a, n) });
+    if (major, minor) >= (6, 5) {
+        assert_eq!(
+            reply["parameters"]["pidfd_pid"], own,
+            "the pidfd refers to the caller"
+        );
+    } else {
+        eprintln!("SKIPPED pidfd check: kernel {release} has no SO_PEERPIDFD");
+    }
+}

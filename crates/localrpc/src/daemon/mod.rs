@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod args;
 mod lock;
 pub mod logging;
 mod notify;
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+pub use args::{parse_socket_mode, seconds_option};
 pub use lock::{InstanceLock, LockError};
 pub use logging::LogFormat;
 pub use notify::{Notifier, monotonic_usec, watchdog_interval};
@@ -185,6 +187,7 @@ impl Daemon {
     /// Sets up the sockets, reports readiness and serves `service` until SIGTERM/SIGINT (or
     /// idle exit), then reports stopping and drains. Returns Ok on a clean stop.
     pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
+        raise_fd_limit();
         let mut locks = Vec::new();
         let mut options = options;
         let sockets = if !self.activation.is_empty() {
@@ -272,6 +275,24 @@ impl Daemon {
         drop(locks);
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as systemd recommends for programs
+/// that do not use `select()`: each connection takes a socket and a pidfd, and the connection
+/// cap is derived from this limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(to = ?limit.maximum, "raised the open file limit"),
+            Err(error) => tracing::debug!(%error, "could not raise the open file limit"),
+        }
     }
 }
 

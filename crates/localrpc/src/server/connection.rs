@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{ServerConfig, ServerStats};
-use crate::service::{BoxFuture, Dispatched, Output, PeerCredentials, Service, UpgradeHandler};
+use crate::service::{BoxFuture, Dispatched, Output, Peer, Service, UpgradeHandler};
 use crate::transport::{Stream, UpgradedStream};
 use crate::wire::Framer;
 
@@ -21,6 +21,10 @@ use crate::wire::Framer;
 const READ_SIZE: usize = 64 * 1024;
 /// Output buffers larger than this are freed after being written out.
 const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+/// Bytes a connection may read before it yields to the runtime. While a socket stays
+/// readable, tokio's cooperative budget (128 operations) lets one poll read ~25 MiB; the
+/// worker polls no I/O meanwhile, so other connections' calls wait tens of milliseconds.
+const YIELD_AFTER_BYTES: usize = 1024 * 1024;
 
 /// The write side of a connection: replies accumulate in `pending` and go out in one write.
 struct ConnectionOutput {
@@ -86,7 +90,7 @@ pub(super) async fn run(
     stats: &ServerStats,
     mut draining: watch::Receiver<bool>,
     stream: Stream,
-    peer: Option<PeerCredentials>,
+    peer: Peer,
 ) {
     let mut framer = Framer::new(config.max_message_size);
     let mut output = ConnectionOutput {
@@ -101,18 +105,20 @@ pub(super) async fn run(
         &mut framer,
         &mut output,
         &mut draining,
-        peer,
+        &peer,
     )
     .await
     {
-        End::PeerClosed => tracing::trace!(?peer, "connection finished"),
-        End::Drained => tracing::debug!(?peer, "connection closed: the server is stopping"),
+        End::PeerClosed => tracing::trace!(peer = ?peer.credentials, "connection finished"),
+        End::Drained => {
+            tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
+        }
         End::Upgrade(handler) => {
             let raw = UpgradedStream::new(framer.take_buffered(), output.stream);
             handler(Box::new(raw)).await;
         }
         End::Closed(why, detail) => {
-            tracing::warn!(?peer, %detail, "closing connection: {why}");
+            tracing::warn!(peer = ?peer.credentials, %detail, "closing connection: {why}");
         }
     }
 }
@@ -124,10 +130,12 @@ async fn serve(
     framer: &mut Framer,
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
-    peer: Option<PeerCredentials>,
+    peer: &Peer,
 ) -> End {
     // When the first byte of a still incomplete message arrived.
     let mut partial_since: Option<Instant> = None;
+    // Bytes read since this connection last yielded to the runtime.
+    let mut read_since_yield = 0usize;
     loop {
         // Dispatch every complete message already buffered, in order.
         loop {
@@ -142,7 +150,7 @@ async fn serve(
             };
             partial_since = None;
             ServerStats::bump(&stats.calls);
-            match service.handle(&message, peer, output).await {
+            match service.handle_peer(&message, peer, output).await {
                 Ok(Dispatched::Continue) => {}
                 Ok(Dispatched::Upgrade(handler)) => {
                     if let Err(e) = output.write_pending().await {
@@ -171,8 +179,15 @@ async fn serve(
         } else {
             Some(*partial_since.get_or_insert_with(Instant::now) + config.message_timeout)
         };
+        let before = framer.buffered().len();
         match read_some(framer, &output.stream, draining, deadline).await {
-            Ok(Read::Bytes) => {}
+            Ok(Read::Bytes) => {
+                read_since_yield += framer.buffered().len().saturating_sub(before);
+                if read_since_yield >= YIELD_AFTER_BYTES {
+                    read_since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
             Ok(Read::Drained) => return End::Drained,
             Ok(Read::Eof) if framer.buffered().is_empty() => return End::PeerClosed,
             Ok(Read::Eof) => {

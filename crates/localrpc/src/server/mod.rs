@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::service::{PeerCredentials, Service};
+use crate::service::{Peer, PeerCredentials, Service};
 use crate::transport::{Listener, Stream};
 use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 
@@ -268,6 +268,10 @@ impl Server {
     ) {
         ServerStats::bump(&self.stats.connections_accepted);
         let draining = self.draining.subscribe();
+        let peer = Peer {
+            credentials: peer,
+            pidfd: stream.peer_pidfd().map(Arc::new),
+        };
         connection::run(
             &self.service,
             &self.config,

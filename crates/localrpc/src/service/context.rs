@@ -1,6 +1,8 @@
 //! What a handler knows about the call it serves: op id, peer, flags.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,16 @@ pub struct PeerCredentials {
     pub gid: u32,
     /// Process id, where the kernel reports one.
     pub pid: Option<i32>,
+}
+
+/// Everything known about the process at the other end of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// SO_PEERCRED, on Unix sockets.
+    pub credentials: Option<PeerCredentials>,
+    /// SO_PEERPIDFD, where the kernel has it (6.5+): refers to the peer process itself, so
+    /// unlike the pid it cannot be reused by another process.
+    pub pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// An operation id: names one call in every log line and error that concerns it.
@@ -59,6 +71,8 @@ pub struct CallContext {
     pub op_id: OpId,
     /// The caller's credentials, on Unix sockets.
     pub peer: Option<PeerCredentials>,
+    /// A pidfd for the caller's process, where the kernel provides one (SO_PEERPIDFD).
+    pub peer_pidfd: Option<Arc<OwnedFd>>,
     /// The call's flags.
     pub flags: CallFlags,
 }

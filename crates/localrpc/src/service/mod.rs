@@ -9,7 +9,7 @@ mod error;
 mod policy;
 mod registry;
 
-pub use context::{CallContext, OpId, PeerCredentials};
+pub use context::{CallContext, OpId, Peer, PeerCredentials};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{

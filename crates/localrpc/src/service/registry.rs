@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::context::{CallContext, OpId, PeerCredentials};
+use super::context::{CallContext, OpId, Peer, PeerCredentials};
 use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
 use super::policy::AccessPolicy;
 use crate::wire::{CallMessage, ProtocolError, encode_reply};
@@ -493,6 +493,20 @@ impl Service {
         peer: Option<PeerCredentials>,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
+        let peer = Peer {
+            credentials: peer,
+            pidfd: None,
+        };
+        self.handle_peer(message, &peer, out).await
+    }
+
+    /// [`Service::handle`] with everything known about the peer (the server uses this).
+    pub async fn handle_peer(
+        &self,
+        message: &[u8],
+        peer: &Peer,
+        out: &mut dyn Output,
+    ) -> Result<Dispatched, ProtocolError> {
         let call = CallMessage::parse(message)?;
         let flags = call.flags;
         let result = self.route(call, peer, out).await;
@@ -519,7 +533,7 @@ impl Service {
     async fn route(
         &self,
         mut call: CallMessage,
-        peer: Option<PeerCredentials>,
+        peer: &Peer,
         out: &mut dyn Output,
     ) -> MethodResult {
         let Some(entry) = self.interfaces.get(call.interface()) else {
@@ -532,9 +546,9 @@ impl Service {
             unreachable!("method slots index method declarations");
         };
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
-            && !policy.allows(peer.as_ref())
+            && !policy.allows(peer.credentials.as_ref())
         {
-            tracing::info!(method = %call.method, ?peer, "permission denied");
+            tracing::info!(method = %call.method, peer = ?peer.credentials, "permission denied");
             return Err(ErrorReply::permission_denied());
         }
         if entry.zero_values {
@@ -557,7 +571,8 @@ impl Service {
         let context = CallContext {
             method: call.method,
             op_id: OpId::mint(),
-            peer,
+            peer: peer.credentials,
+            peer_pidfd: peer.pidfd.clone(),
             flags: call.flags,
         };
         let replies = Replies {

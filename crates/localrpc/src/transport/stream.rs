@@ -1,6 +1,7 @@
 //! A connected byte stream (Unix or TCP) and how clients open one.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -90,6 +91,15 @@ impl Stream {
         }
     }
 
+    /// A pidfd for the peer process (SO_PEERPIDFD), on Unix sockets where the kernel has it
+    /// (Linux 6.5+); `None` otherwise, or when no fd can be allocated.
+    pub fn peer_pidfd(&self) -> Option<OwnedFd> {
+        match self {
+            Stream::Unix(s) => peer_pidfd(s.as_fd()),
+            Stream::Tcp(_) | Stream::Pipes { .. } => None,
+        }
+    }
+
     /// The peer's credentials, on Unix sockets.
     pub fn peer_credentials(&self) -> Option<PeerCredentials> {
         match self {
@@ -101,6 +111,26 @@ impl Stream {
             Stream::Tcp(_) | Stream::Pipes { .. } => None,
         }
     }
+}
+
+/// `getsockopt(SO_PEERPIDFD)`, by hand because rustix does not wrap this option yet.
+fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
+    /// From linux/asm-generic/socket.h.
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut pidfd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `socket` is an open fd; the out-pointers name a c_int and its length.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut pidfd as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: on success the kernel returned a new fd that nothing else owns.
+    (result == 0 && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) })
 }
 
 impl AsyncRead for Stream {
