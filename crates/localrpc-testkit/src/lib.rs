@@ -2,7 +2,10 @@
 //!
 //! Owns three things: finding the real peers that `scripts/peers` installs (and skipping
 //! *visibly* when one is missing), running workspace binaries as real processes, and
-//! private temporary directories for sockets.
+//! private temporary directories for sockets. Its modules hold what the daemons' tests share:
+//! starting a daemon as a service manager does ([`activation`]), the sd_notify receiver
+//! ([`notify`]), waits for a child's exit and its stderr ([`process`]), raw varlink over
+//! blocking unix sockets ([`socket`]) and a real systemd user manager ([`user_manager`]).
 //!
 //! A skipped test prints `SKIPPED: ...` on stderr and appends a line to
 //! `target/skipped-tests.txt`, which `scripts/test` prints at the end of every run, so a
@@ -178,3 +181,19 @@ pub fn spawn_localrpcd(socket: &Path, extra_args: &[&str]) -> ChildGuard {
 
 /// A real systemd user manager for tests (`systemctl --user`), with visible skips.
 pub mod user_manager;
+
+/// Upper bound of any single wait in the process, socket and notify helpers.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starting daemons as a service manager does: fds at 3.. with `LISTEN_PID`, and
+/// `systemd-socket-activate`.
+pub mod activation;
+
+/// The service manager's end of sd_notify.
+pub mod notify;
+
+/// Daemons as child processes: signals, bounded waits for exit, their stderr.
+pub mod process;
+
+/// Raw varlink over blocking unix sockets, and socket facts from the kernel.
+pub mod socket;

@@ -24,6 +24,15 @@
 //!
 //! Where the manager cannot start (not root, no systemd, no writable cgroups), `start` returns
 //! `Err(reason)`: tests record a visible skip with [`crate::skip`].
+//!
+//! [`socket_activation_scenario`] is the check every daemon's shipped socket and service units
+//! must pass under such a manager (parity R11): the socket is enabled and started, the first
+//! call activates the service, stopping the service keeps the socket, the next call activates
+//! it again.
+//!
+//! [`UserManager::start`]: crate::user_manager::UserManager::start
+//! [`UserManager`]: crate::user_manager::UserManager
+//! [`socket_activation_scenario`]: crate::user_manager::socket_activation_scenario
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -158,6 +167,18 @@ impl UserManager {
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// [`UserManager::start`], or else a visible skip of `test` (see [`crate::skip`]) and
+    /// None.
+    pub fn start_or_skip(test: &str) -> Option<UserManager> {
+        match UserManager::start() {
+            Ok(manager) => Some(manager),
+            Err(reason) => {
+                crate::skip(test, &reason);
+                None
+            }
         }
     }
 
@@ -497,4 +518,191 @@ fn remove_cgroup_tree(cgroup: &Path) {
         }
     }
     let _ = std::fs::remove_dir(cgroup);
+}
+
+/// How long a unit may take to change state, and a scenario's call to be answered.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A daemon installed under a [`UserManager`] behind its socket unit, as
+/// [`socket_activation_scenario`] checks it.
+#[derive(Debug, Clone, Copy)]
+pub struct ActivatedService<'a> {
+    /// The socket unit, e.g. `localrpcd.socket`.
+    pub socket_unit: &'a str,
+    /// The service unit it activates, e.g. `localrpcd.service`.
+    pub service_unit: &'a str,
+    /// The socket file the socket unit creates.
+    pub socket: &'a Path,
+    /// The service's stderr (see [`install_with_log`]), shown when a check fails.
+    pub log: &'a Path,
+}
+
+impl ActivatedService<'_> {
+    /// The service's status and log, for failure messages.
+    pub fn diagnose(&self, manager: &UserManager) -> String {
+        format!(
+            "{}\n{}",
+            manager.status(self.service_unit),
+            std::fs::read_to_string(self.log).unwrap_or_default()
+        )
+    }
+}
+
+/// Installs `binary` (as `@BINDIR@`) and the `unit_files` from the workspace's `systemd/`
+/// directory, plus a test-only drop-in that appends the stderr of `service_unit` to
+/// `<runtime dir>/<service name>.log` (there is no journal here); returns that log's path.
+pub fn install_with_log(
+    manager: &UserManager,
+    binary: &Path,
+    unit_files: &[&str],
+    service_unit: &str,
+) -> Result<PathBuf, String> {
+    let bindir = manager.install_binary(binary)?.display().to_string();
+    let units = crate::workspace_root().join("systemd");
+    manager.install_units_from(&units, unit_files, &[("@BINDIR@", &bindir)])?;
+    let name = service_unit
+        .strip_suffix(".service")
+        .unwrap_or(service_unit);
+    let log = manager.runtime_dir().join(format!("{name}.log"));
+    manager.install_unit(
+        &format!("{service_unit}.d/test.conf"),
+        &format!("[Service]\nStandardError=append:{}\n", log.display()),
+        &[],
+    )?;
+    Ok(log)
+}
+
+/// One varlink call over raw bytes on a new connection: `request` (NUL-terminated) in, the
+/// reply out without its NUL. Reads are bounded by [`SCENARIO_TIMEOUT`].
+pub fn call(socket: &Path, request: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(SCENARIO_TIMEOUT))
+        .map_err(|e| format!("set read timeout: {e}"))?;
+    stream
+        .write_all(request)
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return Err(format!("connection closed after {} bytes", reply.len())),
+            Ok(_) if byte[0] == 0 => return Ok(reply),
+            Ok(_) => reply.push(byte[0]),
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
+/// Asserts that [`call`] with `request` is answered with exactly `reply` (without the NUL);
+/// `diagnose` explains a failure.
+pub fn assert_call(socket: &Path, request: &[u8], reply: &[u8], diagnose: impl Fn() -> String) {
+    let got = call(socket, request).unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(reply),
+        "reply to {}",
+        String::from_utf8_lossy(request)
+    );
+}
+
+/// Socket activation by a real systemd user manager (parity R11), for units installed with
+/// [`install_with_log`] (after which it runs `daemon-reload`):
+///
+/// 1. `enable` links the socket unit into `sockets.target`; `start` makes it active and
+///    creates the socket file, mode 0600, owned by the test user; the service is inactive;
+/// 2. `calls[0]` (request, exact reply without NUL) activates the service, which becomes
+///    active; then `after_activation(1)`;
+/// 3. `stop` of the service leaves it inactive while the socket unit stays active and the
+///    very same socket file (same inode) stays; `calls[1]` activates the service again; then
+///    `after_activation(2)`.
+///
+/// Panics (with the unit status and the service's log) when a step fails. The units are left
+/// running: finish with [`stop_removes_socket`].
+pub fn socket_activation_scenario(
+    manager: &UserManager,
+    service: &ActivatedService,
+    calls: [(&[u8], &[u8]); 2],
+    mut after_activation: impl FnMut(usize),
+) {
+    use std::os::unix::fs::MetadataExt;
+    let diagnose = || service.diagnose(manager);
+    manager.systemctl_ok(&["daemon-reload"]).unwrap();
+    manager
+        .systemctl_ok(&["enable", service.socket_unit])
+        .unwrap();
+    assert!(
+        manager
+            .unit_dir()
+            .join("sockets.target.wants")
+            .join(service.socket_unit)
+            .exists(),
+        "enable links the socket into sockets.target"
+    );
+    manager
+        .systemctl_ok(&["start", service.socket_unit])
+        .unwrap();
+    assert_eq!(manager.state(service.socket_unit), "active");
+    let meta = std::fs::metadata(service.socket)
+        .unwrap_or_else(|e| panic!("the socket unit created {}: {e}", service.socket.display()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "SocketMode=0600");
+    assert_eq!(meta.uid(), manager.user_ids().0);
+    let inode = meta.ino();
+    assert_eq!(
+        manager.state(service.service_unit),
+        "inactive",
+        "nothing started before the first call"
+    );
+
+    for (round, (request, reply)) in calls.into_iter().enumerate() {
+        if round > 0 {
+            // Stop the service: the socket unit and file stay; the next call re-activates.
+            manager
+                .systemctl_ok(&["stop", service.service_unit])
+                .unwrap();
+            assert_eq!(
+                manager.state(service.service_unit),
+                "inactive",
+                "{}",
+                diagnose()
+            );
+            assert_eq!(
+                manager.state(service.socket_unit),
+                "active",
+                "{}",
+                manager.status(service.socket_unit)
+            );
+            assert!(
+                service.socket.exists(),
+                "stopping the service must not delete the socket (the rhc trap)"
+            );
+            assert_eq!(
+                std::fs::metadata(service.socket).unwrap().ino(),
+                inode,
+                "the very same socket"
+            );
+        }
+        // Socket activation by systemd itself, answered byte for byte.
+        assert_call(service.socket, request, reply, diagnose);
+        assert!(
+            manager.wait_for_state(service.service_unit, "active", SCENARIO_TIMEOUT),
+            "{}",
+            diagnose()
+        );
+        after_activation(round + 1);
+    }
+}
+
+/// Stops `units` (which include the socket unit) and asserts that the socket file is gone
+/// (`RemoveOnStop=yes`).
+pub fn stop_removes_socket(manager: &UserManager, service: &ActivatedService, units: &[&str]) {
+    let mut args = vec!["stop"];
+    args.extend_from_slice(units);
+    manager.systemctl_ok(&args).unwrap();
+    assert!(
+        !service.socket.exists(),
+        "RemoveOnStop=yes: stopping the socket unit removes the file"
+    );
 }

@@ -3,10 +3,11 @@
 //! configuration.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use localrpc::daemon::{Daemon, DaemonOptions, LogFormat, default_socket_path};
+use localrpc::daemon::{
+    Daemon, DaemonOptions, LogFormat, default_socket_path, parse_socket_mode, seconds_option,
+};
 use localrpc::server::ServerConfig;
 use localrpc::service::AccessPolicy;
 use localrpc::transport::{Address, UnixBindOptions};
@@ -27,7 +28,7 @@ struct Args {
     listen: Vec<Address>,
 
     /// Permission bits of socket files this daemon creates, in octal.
-    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_mode)]
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_socket_mode)]
     socket_mode: u32,
 
     /// Group of socket files this daemon creates (numeric gid), e.g. with --socket-mode 0660.
@@ -70,18 +71,6 @@ struct Args {
     /// Log format: auto (journald under systemd, else text), text, json, journald.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
-}
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 0600 or 0660"))
-}
-
-fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("--{flag} must be a non-negative number of seconds"))
 }
 
 fn main() -> ExitCode {
@@ -143,22 +132,22 @@ fn options(args: &Args) -> Result<DaemonOptions, String> {
         mode: args.socket_mode,
         group: args.socket_group,
     };
-    options.drain_timeout = seconds(args.drain_timeout, "drain-timeout")?;
+    options.drain_timeout = seconds_option(args.drain_timeout, "drain-timeout")?;
     options.server = ServerConfig {
         max_message_size: args.max_message_size,
         max_connections: args.max_connections,
         max_connections_per_uid: args.max_connections_per_uid,
         idle_timeout: args
             .idle_timeout
-            .map(|s| seconds(s, "idle-timeout"))
+            .map(|s| seconds_option(s, "idle-timeout"))
             .transpose()?,
         call_timeout: args
             .call_timeout
-            .map(|s| seconds(s, "call-timeout"))
+            .map(|s| seconds_option(s, "call-timeout"))
             .transpose()?,
         exit_on_idle: args
             .exit_on_idle
-            .map(|s| seconds(s, "exit-on-idle"))
+            .map(|s| seconds_option(s, "exit-on-idle"))
             .transpose()?,
         ..ServerConfig::default()
     };

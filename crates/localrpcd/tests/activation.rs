@@ -38,6 +38,23 @@ fn listen_vars(vars: &[String]) -> Vec<&String> {
     vars.iter().filter(|v| v.starts_with("LISTEN_")).collect()
 }
 
+/// `systemd-socket-activate -l <socket> --fdname=varlink` with `NOTIFY_SOCKET` set to
+/// `notify`, for `localrpcd [args]`; returns once the socket listens.
+fn activate_with_notify(socket: &Path, notify: &NotifyReceiver, args: &[&str]) -> ChildGuard {
+    let sa = socket_activate(
+        &[
+            "-l",
+            &path_arg(socket),
+            "--fdname=varlink",
+            "-E",
+            &format!("NOTIFY_SOCKET={}", notify.address),
+        ],
+        args,
+    );
+    wait_for_listening(socket);
+    sa
+}
+
 // ---------------------------------------------------------------------------------------
 // systemd-socket-activate
 
@@ -47,17 +64,8 @@ fn r2_r10_fdname_varlink_serves_the_first_call_byte_for_byte_and_through_the_cli
     let socket = dir.path().join("varlink.sock");
     let ignored = dir.path().join("ignored.sock");
     let notify = NotifyReceiver::path(dir.path(), "r2");
-    let mut sa = socket_activate(
-        &[
-            "-l",
-            &path_arg(&socket),
-            "--fdname=varlink",
-            "-E",
-            &format!("NOTIFY_SOCKET={}", notify.address),
-        ],
-        &["--listen", &format!("unix:{}", ignored.display())],
-    );
-    wait_for_listening(&socket);
+    let ignored_arg = format!("unix:{}", ignored.display());
+    let mut sa = activate_with_notify(&socket, &notify, &["--listen", &ignored_arg]);
     // The first call triggers the exec; its reply must be exact (R2, R10).
     assert_eq!(
         String::from_utf8_lossy(&raw_call(&socket, ECHO_CALL)),
@@ -145,17 +153,7 @@ fn notify_under_socket_activation_abstract_socket_start_reload_and_drain() {
     let dir = temp_dir();
     let socket = dir.path().join("varlink.sock");
     let notify = NotifyReceiver::abstract_name("activated");
-    let mut sa = socket_activate(
-        &[
-            "-l",
-            &path_arg(&socket),
-            "--fdname=varlink",
-            "-E",
-            &format!("NOTIFY_SOCKET={}", notify.address),
-        ],
-        &[],
-    );
-    wait_for_listening(&socket);
+    let mut sa = activate_with_notify(&socket, &notify, &[]);
     // The first connection makes systemd-socket-activate exec the daemon; it waits in the
     // backlog until READY=1 and is served then.
     let mut first = connect(&socket).expect("connect");
@@ -177,12 +175,8 @@ fn notify_under_socket_activation_abstract_socket_start_reload_and_drain() {
 
     let before = localrpc::daemon::monotonic_usec();
     signal(sa.0.id(), Signal::HUP);
-    let reloading = notify.recv();
+    let usec = notify.expect_reloading();
     let after = localrpc::daemon::monotonic_usec();
-    let usec: u128 = reloading
-        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
-        .and_then(|u| u.parse().ok())
-        .unwrap_or_else(|| panic!("RELOADING=1 with MONOTONIC_USEC, got {reloading:?}"));
     assert!(
         before <= usec && usec <= after,
         "MONOTONIC_USEC {usec} in {before}..{after}"
@@ -257,7 +251,7 @@ fn accept_mode_serves_one_connection_per_instance_and_each_exits_zero() {
     let dir = temp_dir();
     let socket = dir.path().join("accept.sock");
     let mut sa = socket_activate(&["--accept", "-l", &path_arg(&socket)], &[]);
-    let log = StderrLines::take(&mut sa.0);
+    let log = StderrLines::take(&mut sa.0, "daemon");
     wait_for_listening(&socket);
     for round in 1..=2 {
         let mut stream = connect(&socket).expect("connect");
@@ -275,7 +269,7 @@ fn accept_mode_serves_one_connection_per_instance_and_each_exits_zero() {
         );
         drop(stream);
         assert!(
-            log.wait_for("died with code 0", round),
+            log.wait_for_count("died with code 0", round),
             "instance {round} exits 0 once its connection closed: {}",
             log.text()
         );

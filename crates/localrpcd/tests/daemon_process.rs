@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::wait_exit;
+use localrpc_testkit::socket::mode_of;
 use localrpc_testkit::{ChildGuard, spawn_localrpcd, temp_dir, wait_for_socket, workspace_binary};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,14 +51,6 @@ fn echo_over(socket: &Path, text: &str) -> String {
 
 fn assert_serves(socket: &Path) {
     assert_eq!(echo_over(socket, "ping"), common::echo_reply("ping"));
-}
-
-fn mode_of(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 /// Runs `localrpcd --listen unix:<socket> [args]`, expecting it to exit on its own; returns

@@ -10,7 +10,6 @@
 mod support;
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,14 +47,6 @@ fn start_ready(socket: &Path, args: &[&str]) -> ChildGuard {
         socket.display()
     );
     child
-}
-
-fn mode_of(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 fn lock_of(socket: &Path) -> std::path::PathBuf {
@@ -146,12 +137,8 @@ fn notify_standalone_path_socket_start_reload_and_drain() {
     // READY=1.
     let before = localrpc::daemon::monotonic_usec();
     signal(daemon.0.id(), Signal::HUP);
-    let reloading = notify.recv();
+    let usec = notify.expect_reloading();
     let after = localrpc::daemon::monotonic_usec();
-    let usec: u128 = reloading
-        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
-        .and_then(|u| u.parse().ok())
-        .unwrap_or_else(|| panic!("RELOADING=1 with MONOTONIC_USEC, got {reloading:?}"));
     assert!(
         before <= usec && usec <= after,
         "MONOTONIC_USEC {usec} is the time of the reload ({before}..{after})"

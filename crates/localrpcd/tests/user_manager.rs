@@ -5,135 +5,58 @@
 //! One test function: the user manager is a machine-wide resource (see
 //! `localrpc_testkit::user_manager`, which also serializes across test binaries).
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
-use localrpc_testkit::user_manager::UserManager;
+use localrpc_testkit::user_manager::{
+    ActivatedService, SCENARIO_TIMEOUT, UserManager, assert_call, install_with_log,
+    socket_activation_scenario, stop_removes_socket,
+};
 
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// `io.localrpc.Echo.Echo(text)` as raw bytes (text must not need JSON escaping).
+fn echo_request(text: &str) -> Vec<u8> {
+    format!("{{\"method\":\"io.localrpc.Echo.Echo\",\"parameters\":{{\"text\":\"{text}\"}}}}\0")
+        .into_bytes()
+}
 
-/// One varlink call over raw bytes: `io.localrpc.Echo.Echo(text)`, returning the reply.
-fn echo_call(socket: &Path, text: &str) -> Result<serde_json::Value, String> {
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let call = serde_json::json!({"method": "io.localrpc.Echo.Echo", "parameters": {"text": text}});
-    let mut bytes = serde_json::to_vec(&call).unwrap();
-    bytes.push(0);
-    stream.write_all(&bytes).map_err(|e| format!("send: {e}"))?;
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match stream.read(&mut byte) {
-            Ok(0) => return Err(format!("connection closed after {} bytes", reply.len())),
-            Ok(_) if byte[0] == 0 => break,
-            Ok(_) => reply.push(byte[0]),
-            Err(e) => return Err(format!("receive: {e}")),
-        }
-    }
-    serde_json::from_slice(&reply).map_err(|e| format!("reply is not JSON: {e}"))
+/// The exact reply to [`echo_request`], without the NUL.
+fn echo_reply(text: &str) -> Vec<u8> {
+    format!("{{\"parameters\":{{\"text\":\"{text}\"}}}}").into_bytes()
 }
 
 #[test]
 fn r11_localrpcd_units_under_a_user_manager() {
-    let manager = match UserManager::start() {
-        Ok(manager) => manager,
-        Err(reason) => {
-            localrpc_testkit::skip("r11_localrpcd_units_under_a_user_manager", &reason);
-            return;
-        }
+    let Some(manager) = UserManager::start_or_skip("r11_localrpcd_units_under_a_user_manager")
+    else {
+        return;
     };
-    let bindir = manager
-        .install_binary(Path::new(env!("CARGO_BIN_EXE_localrpcd")))
-        .unwrap();
-    let bindir = bindir.display().to_string();
-    let units = localrpc_testkit::workspace_root().join("systemd");
-    manager
-        .install_units_from(
-            &units,
-            &[
-                "localrpcd.socket",
-                "localrpcd.service",
-                "localrpcd@.socket",
-                "localrpcd@.service",
-            ],
-            &[("@BINDIR@", &bindir)],
-        )
-        .unwrap();
-    // Test only: logs into a file (no journal here).
-    let log = manager.runtime_dir().join("localrpcd.log");
-    manager
-        .install_unit(
-            "localrpcd.service.d/test.conf",
-            &format!("[Service]\nStandardError=append:{}\n", log.display()),
-            &[],
-        )
-        .unwrap();
-    let diagnose = || {
-        format!(
-            "{}\n{}",
-            manager.status("localrpcd.service"),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
-    manager.systemctl_ok(&["daemon-reload"]).unwrap();
-    manager
-        .systemctl_ok(&["enable", "localrpcd.socket"])
-        .unwrap();
-    assert!(
-        manager
-            .unit_dir()
-            .join("sockets.target.wants/localrpcd.socket")
-            .exists(),
-        "enable links the socket into sockets.target"
-    );
-    manager
-        .systemctl_ok(&["start", "localrpcd.socket"])
-        .unwrap();
-    assert_eq!(manager.state("localrpcd.socket"), "active");
+    let log = install_with_log(
+        &manager,
+        Path::new(env!("CARGO_BIN_EXE_localrpcd")),
+        &[
+            "localrpcd.socket",
+            "localrpcd.service",
+            "localrpcd@.socket",
+            "localrpcd@.service",
+        ],
+        "localrpcd.service",
+    )
+    .unwrap();
     let socket = manager.runtime_dir().join("localrpc/localrpcd.sock");
-    let meta = std::fs::metadata(&socket).expect("the socket unit created the socket");
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "SocketMode=0600");
-    assert_eq!(meta.uid(), manager.user_ids().0);
-    assert_eq!(
-        manager.state("localrpcd.service"),
-        "inactive",
-        "nothing started before the first call"
-    );
-
-    // First call: socket activation by systemd itself.
-    let reply = echo_call(&socket, "first").unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
-    assert_eq!(reply["parameters"]["text"], "first", "{reply}");
-    assert!(
-        manager.wait_for_state("localrpcd.service", "active", TIMEOUT),
-        "{}",
-        diagnose()
-    );
-
-    // Stop the service: the socket unit and the socket file stay; the next call re-activates.
-    manager
-        .systemctl_ok(&["stop", "localrpcd.service"])
-        .unwrap();
-    assert_eq!(manager.state("localrpcd.service"), "inactive");
-    assert_eq!(
-        manager.state("localrpcd.socket"),
-        "active",
-        "{}",
-        manager.status("localrpcd.socket")
-    );
-    assert!(
-        socket.exists(),
-        "stopping the service must not delete the socket (the rhc trap)"
-    );
-    let reply = echo_call(&socket, "second").unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
-    assert_eq!(reply["parameters"]["text"], "second");
-    assert!(
-        manager.wait_for_state("localrpcd.service", "active", TIMEOUT),
-        "{}",
-        diagnose()
+    let service = ActivatedService {
+        socket_unit: "localrpcd.socket",
+        service_unit: "localrpcd.service",
+        socket: &socket,
+        log: &log,
+    };
+    let diagnose = || service.diagnose(&manager);
+    socket_activation_scenario(
+        &manager,
+        &service,
+        [
+            (&echo_request("first"), &echo_reply("first")),
+            (&echo_request("second"), &echo_reply("second")),
+        ],
+        |_| {},
     );
 
     // Type=notify: `start` returns once READY=1 arrived, so the service is active right away.
@@ -157,19 +80,26 @@ fn r11_localrpcd_units_under_a_user_manager() {
         show.contains("StatusText=serving on"),
         "READY=1 came with a status: {show}"
     );
-    let reply = echo_call(&socket, "third").unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
-    assert_eq!(reply["parameters"]["text"], "third");
+    assert_call(
+        &socket,
+        &echo_request("third"),
+        &echo_reply("third"),
+        diagnose,
+    );
 
     // The templated variant: the instance name is in the socket path.
     manager
         .systemctl_ok(&["start", "localrpcd@demo.socket"])
         .unwrap();
     let instance_socket = manager.runtime_dir().join("localrpc/localrpcd-demo.sock");
-    let reply = echo_call(&instance_socket, "instance")
-        .unwrap_or_else(|e| panic!("{e}\n{}", manager.status("localrpcd@demo.service")));
-    assert_eq!(reply["parameters"]["text"], "instance");
+    assert_call(
+        &instance_socket,
+        &echo_request("instance"),
+        &echo_reply("instance"),
+        || manager.status("localrpcd@demo.service"),
+    );
     assert!(
-        manager.wait_for_state("localrpcd@demo.service", "active", TIMEOUT),
+        manager.wait_for_state("localrpcd@demo.service", "active", SCENARIO_TIMEOUT),
         "{}",
         manager.status("localrpcd@demo.service")
     );
@@ -179,17 +109,14 @@ fn r11_localrpcd_units_under_a_user_manager() {
         "instances are independent"
     );
 
-    manager
-        .systemctl_ok(&[
-            "stop",
+    stop_removes_socket(
+        &manager,
+        &service,
+        &[
             "localrpcd.socket",
             "localrpcd.service",
             "localrpcd@demo.socket",
             "localrpcd@demo.service",
-        ])
-        .unwrap();
-    assert!(
-        !socket.exists(),
-        "RemoveOnStop=yes: stopping the socket unit removes the file"
+        ],
     );
 }

@@ -8,10 +8,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use localrpc::daemon::{Daemon, DaemonOptions, LogFormat};
+use localrpc::daemon::{Daemon, DaemonOptions, LogFormat, parse_socket_mode, seconds_option};
 use localrpc::transport::{Address, UnixBindOptions};
 
 const NAME: &str = "rhc-server";
@@ -33,7 +32,7 @@ struct Args {
     socket: Option<PathBuf>,
 
     /// Permission bits of the socket file this daemon creates, in octal (the original's 0660).
-    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_socket_mode)]
     socket_mode: u32,
 
     /// Group of the socket file this daemon creates (numeric gid).
@@ -47,13 +46,6 @@ struct Args {
     /// Log format: auto (journald under systemd, else text), text, json, journald.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
-}
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 0600 or 0660"))
 }
 
 /// The default socket of the original, `/run/rhc/com.redhat.rhc`, when run as root.
@@ -73,9 +65,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     localrpc::daemon::logging::init(args.log_format);
     let socket = args.socket.clone().unwrap_or_else(default_socket);
-    let Ok(drain_timeout) = Duration::try_from_secs_f64(args.drain_timeout) else {
-        eprintln!("{NAME}: --drain-timeout must be a non-negative number of seconds");
-        return ExitCode::from(2);
+    let drain_timeout = match seconds_option(args.drain_timeout, "drain-timeout") {
+        Ok(drain_timeout) => drain_timeout,
+        Err(message) => {
+            eprintln!("{NAME}: {message}");
+            return ExitCode::from(2);
+        }
     };
 
     let mut options = DaemonOptions::new(&socket);

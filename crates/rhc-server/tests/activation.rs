@@ -59,7 +59,7 @@ fn r10_fdname_varlink_serves_the_first_call_and_r9_keeps_the_activated_socket() 
     );
     assert!(!unused.exists(), "--socket is not bound under activation");
     let mut rival = start(&socket, &[]);
-    assert_eq!(wait_exit(&mut rival.child.0).code(), Some(1));
+    assert_eq!(wait_exit_pidfd(&mut rival.child.0).code(), Some(1));
     assert!(
         rival.log.wait_for(&format!(
             "another instance of rhc-server is already running (pid={})",
@@ -127,6 +127,6 @@ fn r10_with_several_names_only_varlink_is_served() {
     // The other fd is not served: a connection is accepted by the kernel's backlog but
     // never answered; do not block on it, just check that no lock was taken for it.
     signal(sa.pid(), Signal::TERM);
-    assert!(wait_exit(&mut sa.child.0).success());
+    assert!(wait_exit_pidfd(&mut sa.child.0).success());
     assert!(socket.exists() && other.exists());
 }

@@ -116,9 +116,12 @@ fn r3_missing_or_empty_parameters_get_a_normal_reply_for_input_empty() {
     stream
         .write_all(b"{\"method\":\"com.redhat.rhc.internal.Test\"}\0")
         .unwrap();
-    assert_eq!(read_message(&mut stream).unwrap(), empty);
+    assert_eq!(read_message(&mut stream, &mut Vec::new()).unwrap(), empty);
     stream.write_all(TEST_CALL).unwrap();
-    assert_eq!(read_message(&mut stream).unwrap(), TEST_REPLY);
+    assert_eq!(
+        read_message(&mut stream, &mut Vec::new()).unwrap(),
+        TEST_REPLY
+    );
     assert!(server.terminate().success());
 }
 
@@ -146,12 +149,15 @@ fn r4_method_not_found_interface_not_found_invalid_parameter_exact() {
         let mut stream = connect(&socket).unwrap();
         stream.write_all(call.as_bytes()).unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&read_message(&mut stream).unwrap()),
+            String::from_utf8_lossy(&read_message(&mut stream, &mut Vec::new()).unwrap()),
             String::from_utf8_lossy(invalid),
             "input = {wrong}"
         );
         stream.write_all(TEST_CALL).unwrap();
-        assert_eq!(read_message(&mut stream).unwrap(), TEST_REPLY);
+        assert_eq!(
+            read_message(&mut stream, &mut Vec::new()).unwrap(),
+            TEST_REPLY
+        );
     }
     // An undeclared parameter is named too.
     assert_exchange(
@@ -210,7 +216,7 @@ fn r6_oneway_more_and_pipelining() {
         .unwrap();
     stream.write_all(&test_call("after-oneway")).unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&read_message(&mut stream).unwrap()),
+        String::from_utf8_lossy(&read_message(&mut stream, &mut Vec::new()).unwrap()),
         String::from_utf8_lossy(&test_reply("after-oneway"))
     );
 
@@ -219,11 +225,14 @@ fn r6_oneway_more_and_pipelining() {
         .write_all(b"{\"method\":\"com.redhat.rhc.internal.Test\",\"parameters\":{\"input\":\"more\"},\"more\":true}\0")
         .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&read_message(&mut stream).unwrap()),
+        String::from_utf8_lossy(&read_message(&mut stream, &mut Vec::new()).unwrap()),
         String::from_utf8_lossy(&test_reply("more"))
     );
     stream.write_all(&test_call("then")).unwrap();
-    assert_eq!(read_message(&mut stream).unwrap(), test_reply("then"));
+    assert_eq!(
+        read_message(&mut stream, &mut Vec::new()).unwrap(),
+        test_reply("then")
+    );
 
     // Pipelining: 200 calls (with a oneway among them) in one write, replies in order.
     let mut batch = Vec::new();
@@ -238,7 +247,7 @@ fn r6_oneway_more_and_pipelining() {
     stream.write_all(&batch).unwrap();
     for i in 0..200 {
         assert_eq!(
-            String::from_utf8_lossy(&read_message(&mut stream).unwrap()),
+            String::from_utf8_lossy(&read_message(&mut stream, &mut Vec::new()).unwrap()),
             String::from_utf8_lossy(&test_reply(&format!("p{i}")))
         );
     }
@@ -253,7 +262,7 @@ fn r7_second_instance_exits_1_naming_the_first_pid_and_the_first_stays_reachable
     let before = inode(&socket);
 
     let mut second = start(&socket, &[]);
-    let status = wait_exit(&mut second.child.0);
+    let status = wait_exit_pidfd(&mut second.child.0);
     assert_eq!(status.code(), Some(1), "second instance: {status}");
     let expected = format!(
         "another instance of rhc-server is already running (pid={})",
@@ -281,7 +290,7 @@ fn r8_after_kill_9_a_restart_recovers() {
     let lock = dir.path().join("com.redhat.rhc.lock");
     let mut first = spawn(&socket, &[]);
     signal(first.pid(), Signal::KILL);
-    let status = wait_exit(&mut first.child.0);
+    let status = wait_exit_pidfd(&mut first.child.0);
     assert!(!status.success());
     assert!(socket.exists(), "SIGKILL leaves a stale socket behind");
     assert!(
@@ -380,7 +389,7 @@ fn r9_sigterm_drains_the_call_in_flight_exits_0_and_removes_its_socket() {
         test_reply(&input).len(),
         rest.len()
     );
-    let status = wait_exit(&mut server.child.0);
+    let status = wait_exit_pidfd(&mut server.child.0);
     assert!(status.success(), "exit 0: {status}\n{}", server.log.text());
     assert!(!socket.exists(), "the self-made socket is removed");
     assert!(
@@ -398,7 +407,10 @@ fn r9_sigint_and_sigterm_with_idle_and_active_connections_exit_0() {
         let mut idle = connect(&socket).unwrap();
         let mut active = connect(&socket).unwrap();
         active.write_all(&test_call("before")).unwrap();
-        assert_eq!(read_message(&mut active).unwrap(), test_reply("before"));
+        assert_eq!(
+            read_message(&mut active, &mut Vec::new()).unwrap(),
+            test_reply("before")
+        );
         // A pipelined batch whose calls the server has read when the signal arrives.
         let mut batch = Vec::new();
         for i in 0..50 {
@@ -410,13 +422,13 @@ fn r9_sigint_and_sigterm_with_idle_and_active_connections_exit_0() {
         signal(server.pid(), sig);
         for i in 0..50 {
             assert_eq!(
-                read_message(&mut active).unwrap(),
+                read_message(&mut active, &mut Vec::new()).unwrap(),
                 test_reply(&format!("b{i}"))
             );
         }
         assert_eq!(read_to_end(&mut idle).unwrap(), b"");
         assert_eq!(read_to_end(&mut active).unwrap(), b"");
-        let status = wait_exit(&mut server.child.0);
+        let status = wait_exit_pidfd(&mut server.child.0);
         assert!(status.success(), "{sig:?}: exit 0: {status}");
         assert!(!socket.exists(), "{sig:?}: the self-made socket is removed");
     }
@@ -430,7 +442,7 @@ fn r12_never_removes_a_directory_or_file_at_the_socket_path() {
     std::fs::create_dir(&socket).unwrap();
     std::fs::write(socket.join("precious"), "data").unwrap();
     let mut server = start(&socket, &[]);
-    let status = wait_exit(&mut server.child.0);
+    let status = wait_exit_pidfd(&mut server.child.0);
     assert_eq!(status.code(), Some(1), "{status}");
     assert!(server.log.wait_for("not a socket"), "{}", server.log.text());
     assert_eq!(
@@ -442,7 +454,7 @@ fn r12_never_removes_a_directory_or_file_at_the_socket_path() {
     let file = dir.path().join("file");
     std::fs::write(&file, "keep").unwrap();
     let mut server = start(&file, &[]);
-    assert_eq!(wait_exit(&mut server.child.0).code(), Some(1));
+    assert_eq!(wait_exit_pidfd(&mut server.child.0).code(), Some(1));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
 
     // A directory put at the path while the daemon runs survives its shutdown.

@@ -2,11 +2,10 @@
 //! server on a private temp socket, and a raw client that sends exact bytes and reads
 //! NUL-framed replies with bounded waits (a bug fails a test instead of hanging it).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use localrpc::server::{Server, ServerConfig};
@@ -14,6 +13,8 @@ use localrpc::transport::{Address, Listener, UnixBindOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
+
+pub use localrpc_testkit::process::wait_exit;
 
 /// Upper bound of any single wait on the network in these tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -225,20 +226,4 @@ pub fn echo_call(text: &str) -> String {
 /// The canonical reply to [`echo_call`].
 pub fn echo_reply(text: &str) -> String {
     format!(r#"{{"parameters":{{"text":"{text}"}}}}"#)
-}
-
-/// Waits (bounded, polling) for a child process to exit; kills it and panics on timeout.
-pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process {} did not exit within {timeout:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
