@@ -2,8 +2,15 @@
 //! calls, `upgrade` to a raw stream, and pipeline many calls on one connection.
 //!
 //! On the wire it writes what varlinkctl writes: no false flags, no empty parameters.
+//!
+//! File descriptors ([`Connection::call_with_fds`], Unix sockets only): the call's descriptors
+//! go with its first byte. A connection reads with plain `read` (the kernel discards any
+//! descriptors the server sends) until its first `call_with_fds` (or
+//! [`Connection::accept_fds`]); from then on it reads with `recvmsg` and closes descriptors
+//! that come with replies nobody asked descriptors of.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,9 +18,12 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::service::ErrorReply;
-use crate::transport::{Address, AddressError, Stream, UpgradedStream};
+use crate::transport::{
+    Address, AddressError, FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds,
+};
 use crate::wire::{
-    CallFlags, DEFAULT_MAX_MESSAGE_SIZE, Framer, ProtocolError, ReplyMessage, encode_call,
+    CallFlags, DEFAULT_MAX_MESSAGE_SIZE, Framer, ProtocolError, ReplyMessage, SCM_MAX_FD,
+    encode_call,
 };
 
 /// How long a call waits for its reply unless told otherwise (as sd-varlink: 45 s).
@@ -61,6 +71,10 @@ pub enum Error {
     /// The service answered with an error reply.
     #[error("the service replied with error {0}")]
     Reply(ErrorReply),
+    /// File descriptors cannot be passed here (not a Unix socket, more than 253); nothing
+    /// was sent and the descriptors are closed.
+    #[error("cannot pass file descriptors: {0}")]
+    FileDescriptors(String),
 }
 
 /// A reply parameter object.
@@ -77,6 +91,10 @@ pub struct Connection {
     broken: Option<String>,
     /// Calls sent whose final reply has not been read yet.
     owed_replies: usize,
+    /// Descriptors to send with the queued call starting at each offset of `out`.
+    out_fds: Vec<(usize, Vec<OwnedFd>)>,
+    /// Set once the connection reads with `recvmsg` (descriptors in replies are received).
+    fds_in: Option<FdReceiver>,
 }
 
 impl Connection {
@@ -106,7 +124,25 @@ impl Connection {
             timeout: Some(DEFAULT_TIMEOUT),
             broken: None,
             owed_replies: 0,
+            out_fds: Vec::new(),
+            fds_in: None,
         }
+    }
+
+    /// From now on, read with `recvmsg` so that descriptors the server passes with replies
+    /// are received ([`Connection::call_with_fds`] returns them; replies to other calls have
+    /// theirs closed). Before this (or the first `call_with_fds`) the connection reads plainly
+    /// and the kernel discards them. Fails on streams other than Unix sockets.
+    pub fn accept_fds(&mut self) -> Result<(), Error> {
+        if !self.stream.can_pass_fds() {
+            return Err(Error::FileDescriptors(
+                "file descriptors can only be passed over Unix sockets".into(),
+            ));
+        }
+        if self.fds_in.is_none() {
+            self.fds_in = Some(FdReceiver::new(SCM_MAX_FD, 2 * SCM_MAX_FD));
+        }
+        Ok(())
     }
 
     /// Sets how long to wait for each reply (`None`: forever). Default 45 s.
@@ -116,9 +152,7 @@ impl Connection {
 
     /// Sets the largest reply accepted, in bytes (default 16 MiB).
     pub fn set_max_message_size(&mut self, bytes: usize) {
-        let buffered = self.framer.take_buffered();
-        self.framer = Framer::new(bytes);
-        self.framer.buffer_mut().extend_from_slice(&buffered);
+        self.framer.set_max_message_size(bytes);
     }
 
     /// Calls `method` and waits for its single reply.
@@ -137,6 +171,40 @@ impl Connection {
             })));
         }
         into_result(reply)
+    }
+
+    /// Calls `method`, passing `fds` with the call's first byte (`SCM_RIGHTS`; Unix sockets
+    /// only, at most 253), and waits for its single reply: its parameters and the descriptors
+    /// the server passed with it (often none). Our copies of `fds` are closed once sent. The
+    /// method must accept descriptors, or the service answers
+    /// `io.localrpc.FileDescriptorsNotAccepted` (see `InterfaceBuilder::accept_fds`).
+    pub async fn call_with_fds(
+        &mut self,
+        method: &str,
+        parameters: impl Serialize,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Parameters, Vec<OwnedFd>), Error> {
+        self.check_in_step()?;
+        self.accept_fds()?;
+        if fds.len() > SCM_MAX_FD {
+            return Err(Error::FileDescriptors(format!(
+                "{} file descriptors with one call; at most {SCM_MAX_FD} can be passed",
+                fds.len()
+            )));
+        }
+        let start = self.out.len();
+        self.send(method, &parameters, CallFlags::default())?;
+        if !fds.is_empty() {
+            self.out_fds.push((start, fds));
+        }
+        self.flush().await?;
+        let (reply, fds) = self.receive_with_fds().await?;
+        if reply.continues {
+            return Err(self.fail(Error::Protocol(ProtocolError {
+                reason: "a reply to a call without 'more' has \"continues\": true".into(),
+            })));
+        }
+        Ok((into_result(reply)?, fds))
     }
 
     /// Calls `method` with `more` and returns the stream of its replies.
@@ -218,13 +286,32 @@ impl Connection {
     /// Writes all queued calls.
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.check_usable()?;
-        let result = self.stream.write_all(&self.out).await;
+        let result = if self.out_fds.is_empty() {
+            self.stream.write_all(&self.out).await
+        } else {
+            let fds = std::mem::take(&mut self.out_fds);
+            write_all_with_fds(&mut self.stream, &self.out, fds).await
+        };
         self.out.clear();
         result.map_err(|e| self.fail(Error::ConnectionLost(e.to_string())))
     }
 
     /// Reads the next reply, whatever call it answers (replies come in call order).
+    /// Descriptors passed with it, if the connection receives any, are closed.
     pub async fn receive(&mut self) -> Result<ReplyMessage, Error> {
+        let (reply, fds) = self.receive_with_fds().await?;
+        if !fds.is_empty() {
+            tracing::debug!(
+                count = fds.len(),
+                "closing file descriptors passed with a reply to a call that did not ask for any"
+            );
+        }
+        Ok(reply)
+    }
+
+    /// Like [`Connection::receive`], with the descriptors passed with the reply (always none
+    /// before [`Connection::accept_fds`] or the first `call_with_fds`).
+    pub async fn receive_with_fds(&mut self) -> Result<(ReplyMessage, Vec<OwnedFd>), Error> {
         self.check_usable()?;
         let bytes = match self.timeout {
             Some(limit) => match tokio::time::timeout(limit, self.read_message()).await {
@@ -233,12 +320,12 @@ impl Connection {
             },
             None => self.read_message().await,
         };
-        let bytes = bytes.map_err(|e| self.fail(e))?;
+        let (bytes, fds) = bytes.map_err(|e| self.fail(e))?;
         let reply = ReplyMessage::parse(&bytes).map_err(|e| self.fail(Error::Protocol(e)))?;
         if !reply.continues || reply.error.is_some() {
             self.owed_replies = self.owed_replies.saturating_sub(1);
         }
-        Ok(reply)
+        Ok((reply, fds))
     }
 
     /// Fails when replies to an earlier call are still unread (a `more` stream dropped before
@@ -274,12 +361,36 @@ impl Connection {
         Ok(results)
     }
 
-    async fn read_message(&mut self) -> Result<bytes::BytesMut, Error> {
+    async fn read_message(&mut self) -> Result<(bytes::BytesMut, Vec<OwnedFd>), Error> {
         loop {
+            let start = self.framer.position();
             match self.framer.next_message() {
-                Ok(Some(message)) => return Ok(message),
+                Ok(Some(message)) => {
+                    let fds = match &mut self.fds_in {
+                        Some(receiver) => receiver.take(start),
+                        None => Vec::new(),
+                    };
+                    return Ok((message, fds));
+                }
                 Ok(None) => {}
                 Err(too_large) => return Err(Error::ConnectionLost(too_large.to_string())),
+            }
+            if let Some(receiver) = &mut self.fds_in {
+                let lost = |e: io::Error| Error::ConnectionLost(e.to_string());
+                self.stream.readable().await.map_err(lost)?;
+                match receiver.try_read(&self.stream, &mut self.framer) {
+                    Ok(Received::Bytes(_)) => continue,
+                    Ok(Received::Eof) => {
+                        return Err(Error::ConnectionLost(
+                            "the server closed the connection".into(),
+                        ));
+                    }
+                    Ok(Received::Refused(why)) => {
+                        return Err(Error::Protocol(ProtocolError { reason: why }));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(lost(e)),
+                }
             }
             let buffer = self.framer.buffer_mut();
             buffer.reserve(READ_SIZE);

@@ -4,8 +4,14 @@
 //! by `max_queued_output` (beyond it replies are written out mid-batch), every write by
 //! `write_timeout`, a partly received message by `message_timeout`, and an idle connection by
 //! `idle_timeout` and by the server draining.
+//!
+//! File descriptors: only when the service has a method that accepts them and the stream is
+//! a Unix socket does a connection read with `recvmsg` (see `transport::FdReceiver`); then each
+//! message's descriptors go to its call. Replies carrying descriptors are written with them at
+//! their first byte. Otherwise reads and writes are the plain ones.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -14,7 +20,7 @@ use tokio::time::Instant;
 
 use super::{ServerConfig, ServerStats};
 use crate::service::{BoxFuture, Dispatched, Output, Peer, Service, UpgradeHandler};
-use crate::transport::{Stream, UpgradedStream};
+use crate::transport::{FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds};
 use crate::wire::Framer;
 
 /// Bytes asked of the kernel per read.
@@ -30,6 +36,8 @@ const YIELD_AFTER_BYTES: usize = 1024 * 1024;
 struct ConnectionOutput {
     stream: Stream,
     pending: Vec<u8>,
+    /// Descriptors to pass with the reply starting at each offset of `pending`, ascending.
+    pending_fds: Vec<(usize, Vec<OwnedFd>)>,
     write_timeout: Duration,
 }
 
@@ -39,16 +47,21 @@ impl ConnectionOutput {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result =
-            match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.pending))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the peer is not reading its replies",
-                )),
-            };
+        let fds = std::mem::take(&mut self.pending_fds);
+        let write = async {
+            if fds.is_empty() {
+                self.stream.write_all(&self.pending).await
+            } else {
+                write_all_with_fds(&mut self.stream, &self.pending, fds).await
+            }
+        };
+        let result = match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer is not reading its replies",
+            )),
+        };
         self.pending.clear();
         if self.pending.capacity() > KEEP_OUTPUT_CAPACITY {
             self.pending = Vec::new();
@@ -65,6 +78,36 @@ impl Output for ConnectionOutput {
     fn flush(&mut self) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(self.write_pending())
     }
+
+    fn attach_fds(&mut self, offset: usize, fds: Vec<OwnedFd>) -> io::Result<()> {
+        if !self.stream.can_pass_fds() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "file descriptors can only be passed over Unix sockets",
+            ));
+        }
+        if fds.len() > crate::wire::SCM_MAX_FD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} file descriptors with one reply; at most {} can be passed",
+                    fds.len(),
+                    crate::wire::SCM_MAX_FD
+                ),
+            ));
+        }
+        if !fds.is_empty() {
+            self.pending_fds.push((offset, fds));
+        }
+        Ok(())
+    }
+}
+
+/// The read side of a connection: the framer, and the descriptor receiver when the
+/// connection reads with `recvmsg` (the service accepts fds and the stream is a Unix socket).
+struct Input {
+    framer: Framer,
+    fds: Option<FdReceiver>,
 }
 
 /// Why a connection ended, for the log.
@@ -82,6 +125,8 @@ enum Read {
     Bytes,
     Eof,
     Drained,
+    /// File descriptors broke the rules (they are closed); close the connection.
+    FdsRefused(String),
 }
 
 pub(super) async fn run(
@@ -92,17 +137,22 @@ pub(super) async fn run(
     stream: Stream,
     peer: Peer,
 ) {
-    let mut framer = Framer::new(config.max_message_size);
+    let mut input = Input {
+        framer: Framer::new(config.max_message_size),
+        fds: (service.accepts_fds() && stream.can_pass_fds())
+            .then(|| FdReceiver::new(config.max_fds_per_message, 2 * config.max_fds_per_message)),
+    };
     let mut output = ConnectionOutput {
         stream,
         pending: Vec::new(),
+        pending_fds: Vec::new(),
         write_timeout: config.write_timeout,
     };
     match serve(
         service,
         config,
         stats,
-        &mut framer,
+        &mut input,
         &mut output,
         &mut draining,
         &peer,
@@ -114,7 +164,7 @@ pub(super) async fn run(
             tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
         }
         End::Upgrade(handler) => {
-            let raw = UpgradedStream::new(framer.take_buffered(), output.stream);
+            let raw = UpgradedStream::new(input.framer.take_buffered(), output.stream);
             handler(Box::new(raw)).await;
         }
         End::Closed(why, detail) => {
@@ -127,11 +177,12 @@ async fn serve(
     service: &Service,
     config: &ServerConfig,
     stats: &ServerStats,
-    framer: &mut Framer,
+    input: &mut Input,
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
     peer: &Peer,
 ) -> End {
+    let Input { framer, fds } = input;
     // When the first byte of a still incomplete message arrived.
     let mut partial_since: Option<Instant> = None;
     // Bytes read since this connection last yielded to the runtime.
@@ -139,6 +190,7 @@ async fn serve(
     loop {
         // Dispatch every complete message already buffered, in order.
         loop {
+            let start = framer.position();
             let message = match framer.next_message() {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
@@ -150,7 +202,16 @@ async fn serve(
             };
             partial_since = None;
             ServerStats::bump(&stats.calls);
-            match service.handle_peer(&message, peer, output).await {
+            let dispatched = match fds.as_mut() {
+                None => service.handle_peer(&message, peer, output).await,
+                Some(fds) => {
+                    let fds = fds.take(start);
+                    service
+                        .handle_peer_with_fds(&message, peer, fds, output)
+                        .await
+                }
+            };
+            match dispatched {
                 Ok(Dispatched::Continue) => {}
                 Ok(Dispatched::Upgrade(handler)) => {
                     if let Err(e) = output.write_pending().await {
@@ -180,7 +241,7 @@ async fn serve(
             Some(*partial_since.get_or_insert_with(Instant::now) + config.message_timeout)
         };
         let before = framer.buffered().len();
-        match read_some(framer, &output.stream, draining, deadline).await {
+        match read_some(framer, fds.as_mut(), &output.stream, draining, deadline).await {
             Ok(Read::Bytes) => {
                 read_since_yield += framer.buffered().len().saturating_sub(before);
                 if read_since_yield >= YIELD_AFTER_BYTES {
@@ -189,6 +250,11 @@ async fn serve(
                 }
             }
             Ok(Read::Drained) => return End::Drained,
+            Ok(Read::FdsRefused(why)) => {
+                ServerStats::bump(&stats.protocol_errors);
+                let _ = output.write_pending().await;
+                return End::Closed("file descriptor passing failed", why);
+            }
             Ok(Read::Eof) if framer.buffered().is_empty() => return End::PeerClosed,
             Ok(Read::Eof) => {
                 return End::Closed(
@@ -220,6 +286,7 @@ fn write_failed(stats: &ServerStats, error: io::Error) -> End {
 /// while nothing is buffered, and with `TimedOut` at `deadline` (idle or slow-sender limit).
 async fn read_some(
     framer: &mut Framer,
+    mut fds: Option<&mut FdReceiver>,
     stream: &Stream,
     draining: &mut watch::Receiver<bool>,
     deadline: Option<Instant>,
@@ -243,6 +310,15 @@ async fn read_some(
             () = &mut expired => {
                 let what = if idle { "idle timeout" } else { "message not completed in time (slow sender)" };
                 return Err(io::Error::new(io::ErrorKind::TimedOut, what));
+            }
+        }
+        if let Some(fds) = fds.as_deref_mut() {
+            match fds.try_read(stream, framer) {
+                Ok(Received::Bytes(_)) => return Ok(Read::Bytes),
+                Ok(Received::Eof) => return Ok(Read::Eof),
+                Ok(Received::Refused(why)) => return Ok(Read::FdsRefused(why)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
             }
         }
         let buffer = framer.buffer_mut();

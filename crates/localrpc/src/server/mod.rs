@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// Stop serving after this long without any connection (`None`: never). Default `None`.
     pub exit_on_idle: Option<Duration>,
+    /// File descriptors one message may pass (only matters when some method accepts them,
+    /// see `InterfaceBuilder::accept_fds`). The receive buffer holds this many; a message
+    /// with more is truncated by the kernel (`MSG_CTRUNC`): the descriptors that arrived are
+    /// closed and so is the connection. Default and maximum 253 (`SCM_MAX_FD`, what one
+    /// `sendmsg` can carry). At most twice this many wait for their messages per connection.
+    pub max_fds_per_message: usize,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +72,7 @@ impl Default for ServerConfig {
             call_timeout: None,
             idle_timeout: None,
             exit_on_idle: None,
+            max_fds_per_message: crate::wire::SCM_MAX_FD,
         }
     }
 }

@@ -13,7 +13,7 @@ pub use context::{CallContext, OpId, Peer, PeerCredentials};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{
-    BoxFuture, BuildError, CALL_TIMED_OUT, Call, Dispatched, InterfaceBuilder, MethodHandler,
-    MethodResult, Output, RawStream, Replies, Reply, ReplyError, Requires, Service, ServiceBuilder,
-    UpgradeHandler,
+    BoxFuture, BuildError, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED, FDS_NOT_SUPPORTED,
+    InterfaceBuilder, MethodHandler, MethodResult, Output, RawStream, Replies, Reply, ReplyError,
+    Requires, Service, ServiceBuilder, UpgradeHandler,
 };

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -33,6 +34,15 @@ pub type UpgradeHandler = Box<dyn FnOnce(Box<dyn RawStream>) -> BoxFuture<'stati
 pub enum Reply {
     /// An ordinary reply with these parameters (empty ones are omitted on the wire).
     Parameters(Map<String, Value>),
+    /// An ordinary reply that also passes file descriptors, sent with the reply's first byte
+    /// (`SCM_RIGHTS`) and closed here once sent. Only a Unix socket can carry them: elsewhere
+    /// the caller gets [`FDS_NOT_SUPPORTED`] instead and the descriptors are closed.
+    WithFds {
+        /// The reply's parameters.
+        parameters: Map<String, Value>,
+        /// Descriptors to pass (at most 253, the kernel's limit per message).
+        fds: Vec<OwnedFd>,
+    },
     /// Confirm an `upgrade` call with these parameters, then hand the raw stream to `handler`.
     Upgrade {
         /// Parameters of the confirming reply.
@@ -58,6 +68,14 @@ impl Reply {
             Err(e) => Err(internal_error(format!("reply does not serialize: {e}"))),
         }
     }
+
+    /// Like [`Reply::with`], and passes `fds` with the reply (see [`Reply::WithFds`]).
+    pub fn with_fds(value: impl Serialize, fds: Vec<OwnedFd>) -> MethodResult {
+        match Reply::with(value)? {
+            Reply::Parameters(parameters) => Ok(Reply::WithFds { parameters, fds }),
+            other => Ok(other),
+        }
+    }
 }
 
 impl From<Map<String, Value>> for Reply {
@@ -77,6 +95,17 @@ pub trait Output: Send {
     fn buffer(&mut self) -> &mut Vec<u8>;
     /// Writes out everything buffered so far (used for streamed replies).
     fn flush(&mut self) -> BoxFuture<'_, io::Result<()>>;
+
+    /// Passes `fds` with the reply that starts at `offset` in [`Output::buffer`] (already
+    /// appended): they must go out with its first byte. The default refuses (and closes them):
+    /// only a connection on a Unix socket can carry descriptors.
+    fn attach_fds(&mut self, offset: usize, fds: Vec<OwnedFd>) -> io::Result<()> {
+        let _ = (offset, fds);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this connection cannot carry file descriptors",
+        ))
+    }
 }
 
 /// Why a streamed reply could not be sent.
@@ -91,6 +120,10 @@ pub enum ReplyError {
     /// The peer is gone; stop producing replies.
     #[error("the peer disconnected: {0}")]
     Disconnected(#[from] io::Error),
+    /// The descriptors cannot be passed on this connection (not a Unix socket, too many);
+    /// they are closed and the reply was not sent.
+    #[error("cannot pass file descriptors: {0}")]
+    FileDescriptors(io::Error),
 }
 
 /// Lets a handler send `continues` replies to a `more` call before its final reply.
@@ -114,6 +147,29 @@ impl Replies<'_> {
         self.out.flush().await?;
         Ok(())
     }
+
+    /// Like [`Replies::send`], and passes `fds` with this reply (sent with its first byte,
+    /// then closed here). Fails with [`ReplyError::FileDescriptors`] where the connection
+    /// cannot carry them (not a Unix socket).
+    pub async fn send_with_fds(
+        &mut self,
+        parameters: impl Serialize,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), ReplyError> {
+        if !self.more {
+            return Err(ReplyError::NotStreaming);
+        }
+        let start = self.out.buffer().len();
+        encode_reply(self.out.buffer(), &parameters, true, None)?;
+        if !fds.is_empty()
+            && let Err(e) = self.out.attach_fds(start, fds)
+        {
+            self.out.buffer().truncate(start);
+            return Err(ReplyError::FileDescriptors(e));
+        }
+        self.out.flush().await?;
+        Ok(())
+    }
 }
 
 /// One call as a handler sees it.
@@ -124,6 +180,10 @@ pub struct Call<'a> {
     pub context: &'a CallContext,
     /// For streamed (`more`) replies.
     pub replies: Replies<'a>,
+    /// File descriptors that came with the call (`SCM_RIGHTS`, with its first byte), in the
+    /// order sent. Always empty unless the method accepts them
+    /// ([`InterfaceBuilder::accept_fds`]); those not taken are closed when the call is dropped.
+    pub fds: Vec<OwnedFd>,
 }
 
 impl Call<'_> {
@@ -182,6 +242,8 @@ struct MethodSlot {
     requires: Requires,
     /// Overrides the interface's policy for this method.
     policy: Option<AccessPolicy>,
+    /// Calls may pass file descriptors ([`InterfaceBuilder::accept_fds`]).
+    accepts_fds: bool,
 }
 
 struct InterfaceEntry {
@@ -236,6 +298,7 @@ impl InterfaceBuilder {
                         handler: None,
                         requires: Requires::Nothing,
                         policy: None,
+                        accepts_fds: false,
                     },
                 )),
                 _ => None,
@@ -272,6 +335,24 @@ impl InterfaceBuilder {
     pub fn method_policy(mut self, name: &str, policy: AccessPolicy) -> Self {
         match self.entry.methods.get_mut(name) {
             Some(slot) => slot.policy = Some(policy),
+            None => {
+                self.error.get_or_insert(BuildError::UndeclaredMethod {
+                    interface: self.entry.idl.name.clone(),
+                    method: name.to_owned(),
+                });
+            }
+        }
+        self
+    }
+
+    /// Lets calls of method `name` pass file descriptors (UAPI.20: `SCM_RIGHTS` with the
+    /// call's first byte); the handler finds them in [`Call::fds`]. Off by default: a call of
+    /// any other method that comes with descriptors gets [`FDS_NOT_ACCEPTED`] and they are
+    /// closed. Connections of a service where no method accepts descriptors read without
+    /// ancillary data, so the kernel discards any a peer sends.
+    pub fn accept_fds(mut self, name: &str) -> Self {
+        match self.entry.methods.get_mut(name) {
+            Some(slot) => slot.accepts_fds = true,
             None => {
                 self.error.get_or_insert(BuildError::UndeclaredMethod {
                     interface: self.entry.idl.name.clone(),
@@ -408,6 +489,10 @@ impl ServiceBuilder {
             "interfaces": names,
         });
         let introspection = introspection_interface(info, texts)?;
+        let accepts_fds = self
+            .interfaces
+            .iter()
+            .any(|i| i.entry.methods.values().any(|slot| slot.accepts_fds));
         let mut interfaces = HashMap::new();
         interfaces.insert(introspection.entry.idl.name.clone(), introspection.entry);
         for builder in self.interfaces {
@@ -420,6 +505,7 @@ impl ServiceBuilder {
         Ok(Service {
             interfaces,
             call_timeout: None,
+            accepts_fds,
         })
     }
 }
@@ -463,10 +549,21 @@ pub struct Service {
     interfaces: HashMap<String, InterfaceEntry>,
     /// Longest a handler may run before the call fails with `io.localrpc.CallTimedOut`.
     call_timeout: Option<std::time::Duration>,
+    /// Some method accepts file descriptors.
+    accepts_fds: bool,
 }
 
 /// The error a call gets when its handler outlives the per-call deadline.
 pub const CALL_TIMED_OUT: &str = "io.localrpc.CallTimedOut";
+
+/// The error a call gets when it came with file descriptors but its method does not accept
+/// them (`method`: the fully qualified method). The descriptors are closed.
+pub const FDS_NOT_ACCEPTED: &str = "io.localrpc.FileDescriptorsNotAccepted";
+
+/// The error a call gets instead of a reply with file descriptors when the connection
+/// cannot carry them (not a Unix socket, or more than 253); `reason` says which. The
+/// descriptors are closed.
+pub const FDS_NOT_SUPPORTED: &str = "io.localrpc.FileDescriptorsNotSupported";
 
 impl Service {
     /// Starts building a service.
@@ -479,6 +576,12 @@ impl Service {
     /// streaming handler sent before that stay sent. `None` (the default): no deadline.
     pub fn set_call_timeout(&mut self, timeout: Option<std::time::Duration>) {
         self.call_timeout = timeout;
+    }
+
+    /// True when some method accepts file descriptors ([`InterfaceBuilder::accept_fds`]);
+    /// only then do connections read ancillary data.
+    pub fn accepts_fds(&self) -> bool {
+        self.accepts_fds
     }
 
     /// Handles one message (its bytes without the NUL): parses it, routes it, checks its
@@ -507,26 +610,58 @@ impl Service {
         peer: &Peer,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
+        self.handle_peer_with_fds(message, peer, Vec::new(), out)
+            .await
+    }
+
+    /// [`Service::handle_peer`] for a message that came with file descriptors: they go to
+    /// the handler if its method accepts them ([`Call::fds`]); otherwise they are closed and
+    /// the call fails with [`FDS_NOT_ACCEPTED`].
+    pub async fn handle_peer_with_fds(
+        &self,
+        message: &[u8],
+        peer: &Peer,
+        fds: Vec<OwnedFd>,
+        out: &mut dyn Output,
+    ) -> Result<Dispatched, ProtocolError> {
         let call = CallMessage::parse(message)?;
         let flags = call.flags;
-        let result = self.route(call, peer, out).await;
+        let result = self.route(call, peer, fds, out).await;
         if flags.oneway {
             if let Err(error) = &result {
                 tracing::debug!(%error, "oneway call failed; no reply is sent");
             }
             return Ok(Dispatched::Continue);
         }
-        let buffer = out.buffer();
-        let (parameters, error, upgrade) = match result {
-            Ok(Reply::Parameters(p)) => (p, None, None),
+        let (parameters, error, upgrade, fds) = match result {
+            Ok(Reply::Parameters(p)) => (p, None, None, Vec::new()),
+            Ok(Reply::WithFds { parameters, fds }) => (parameters, None, None, fds),
             Ok(Reply::Upgrade {
                 parameters,
                 handler,
-            }) => (parameters, None, flags.upgrade.then_some(handler)),
-            Err(ErrorReply { name, parameters }) => (parameters, Some(name), None),
+            }) => (
+                parameters,
+                None,
+                flags.upgrade.then_some(handler),
+                Vec::new(),
+            ),
+            Err(ErrorReply { name, parameters }) => (parameters, Some(name), None, Vec::new()),
         };
+        let start = out.buffer().len();
         // A Map always serializes to an object, so encoding cannot fail.
-        let _ = encode_reply(buffer, &parameters, false, error.as_deref());
+        let _ = encode_reply(out.buffer(), &parameters, false, error.as_deref());
+        if !fds.is_empty()
+            && let Err(e) = out.attach_fds(start, fds)
+        {
+            tracing::warn!(error = %e, "reply not sent: its file descriptors cannot be passed");
+            out.buffer().truncate(start);
+            let _ = encode_reply(
+                out.buffer(),
+                &json!({ "reason": e.to_string() }),
+                false,
+                Some(FDS_NOT_SUPPORTED),
+            );
+        }
         Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
     }
 
@@ -534,6 +669,7 @@ impl Service {
         &self,
         mut call: CallMessage,
         peer: &Peer,
+        fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> MethodResult {
         let Some(entry) = self.interfaces.get(call.interface()) else {
@@ -550,6 +686,14 @@ impl Service {
         {
             tracing::info!(method = %call.method, peer = ?peer.credentials, "permission denied");
             return Err(ErrorReply::permission_denied());
+        }
+        if !fds.is_empty() && !slot.accepts_fds {
+            tracing::warn!(method = %call.method, peer = ?peer.credentials, count = fds.len(),
+                "closing file descriptors sent to a method that does not accept them");
+            return Err(ErrorReply::new(
+                FDS_NOT_ACCEPTED,
+                json!({ "method": call.method }),
+            ));
         }
         if entry.zero_values {
             localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut call.parameters);
@@ -583,6 +727,7 @@ impl Service {
             parameters: call.parameters,
             context: &context,
             replies,
+            fds,
         });
         match self.call_timeout {
             None => running.await,

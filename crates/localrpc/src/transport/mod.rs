@@ -7,6 +7,7 @@
 mod activation;
 mod address;
 mod exec;
+mod fds;
 mod listener;
 mod stream;
 mod upgraded;
@@ -16,6 +17,7 @@ pub use activation::{
     take_listen_fds,
 };
 pub use address::{Address, AddressError};
+pub use fds::{FdReceiver, Received, send_with_fds, write_all_with_fds};
 pub use listener::{BindError, Listener, UnixBindOptions};
 pub use stream::Stream;
 pub use upgraded::UpgradedStream;

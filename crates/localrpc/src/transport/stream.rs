@@ -91,6 +91,11 @@ impl Stream {
         }
     }
 
+    /// True for Unix sockets, the only streams that can carry file descriptors.
+    pub fn can_pass_fds(&self) -> bool {
+        matches!(self, Stream::Unix(_))
+    }
+
     /// A pidfd for the peer process (SO_PEERPIDFD), on Unix sockets where the kernel has it
     /// (Linux 6.5+); `None` otherwise, or when no fd can be allocated.
     pub fn peer_pidfd(&self) -> Option<OwnedFd> {

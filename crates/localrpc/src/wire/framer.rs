@@ -24,6 +24,8 @@ pub struct Framer {
     /// Bytes at the front of `buf` already known to contain no NUL.
     scanned: usize,
     max_message_size: usize,
+    /// Stream offset of `buf[0]`: bytes taken out as messages (or by `take_buffered`) so far.
+    position: u64,
 }
 
 impl Framer {
@@ -33,7 +35,20 @@ impl Framer {
             buf: BytesMut::new(),
             scanned: 0,
             max_message_size,
+            position: 0,
         }
+    }
+
+    /// Changes the largest accepted message; buffered bytes and stream offsets are kept.
+    pub fn set_max_message_size(&mut self, max_message_size: usize) {
+        self.max_message_size = max_message_size;
+    }
+
+    /// The stream offset of the first buffered byte: the number of bytes already taken out
+    /// (as messages with their NULs, or by [`Framer::take_buffered`]). The next message
+    /// starts here. File-descriptor passing uses it to tie received fds to a message.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// The buffer to append newly read bytes to.
@@ -49,6 +64,7 @@ impl Framer {
     /// Takes everything still buffered (used when a connection is upgraded to a raw stream).
     pub fn take_buffered(&mut self) -> BytesMut {
         self.scanned = 0;
+        self.position += self.buf.len() as u64;
         self.buf.split()
     }
 
@@ -67,6 +83,7 @@ impl Framer {
                     });
                 }
                 let mut message = self.buf.split_to(end + 1);
+                self.position += (end + 1) as u64;
                 message.truncate(end);
                 Ok(Some(message))
             }
@@ -136,6 +153,21 @@ mod tests {
         );
         feed(&mut framer, b"12345\0");
         assert!(framer.next_message().is_err());
+    }
+
+    #[test]
+    fn position_counts_bytes_taken_out() {
+        let mut framer = Framer::new(16);
+        feed(&mut framer, b"ab\0cde\0f");
+        assert_eq!(framer.position(), 0);
+        framer.next_message().unwrap();
+        assert_eq!(framer.position(), 3);
+        framer.next_message().unwrap();
+        assert_eq!(framer.position(), 7);
+        assert_eq!(framer.next_message(), Ok(None));
+        assert_eq!(framer.position(), 7);
+        framer.take_buffered();
+        assert_eq!(framer.position(), 8);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! with byte strings. The strictness rules are those of UAPI.20 (see `shared/docs/VARLINK.md`).
 
 mod envelope;
+mod fds;
 mod framer;
 
 pub use envelope::{
     CallFlags, CallMessage, ProtocolError, ReplyMessage, encode_call, encode_reply,
 };
+pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer};
