@@ -6,6 +6,11 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// Deepest JSON nesting accepted in a message, counting the call object itself: set by
+/// serde_json's fixed recursion limit (128). Deeper input (e.g. 10 000 `[`) fails to parse, so
+/// the connection is closed as for any malformed message; nothing recurses without bound.
+pub const MAX_JSON_DEPTH: usize = 127;
+
 /// A message that breaks the protocol; the connection it came from must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("protocol violation: {reason}")]
@@ -372,5 +377,31 @@ mod tests {
         let r = ReplyMessage::parse(br#"{"parameters":null,"continues":false,"x":1}"#).unwrap();
         assert_eq!(r, ReplyMessage::default());
         assert!(ReplyMessage::parse(b"[]").is_err());
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_up_to_the_limit_parses_and_deeper_is_rejected() {
+        let nested = |depth: usize| {
+            format!(
+                "{{\"method\":\"a.b.C\",\"parameters\":{{\"v\":{}1{}}}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let deepest_ok = (0..MAX_JSON_DEPTH + 2)
+            .take_while(|d| CallMessage::parse(nested(*d).as_bytes()).is_ok())
+            .last();
+        // The call object and the parameters object take two of the levels.
+        assert_eq!(
+            deepest_ok.map(|d| d + 2),
+            Some(MAX_JSON_DEPTH),
+            "{deepest_ok:?}"
+        );
+        assert!(CallMessage::parse(nested(10_000).as_bytes()).is_err());
     }
 }

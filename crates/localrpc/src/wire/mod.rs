@@ -8,7 +8,7 @@ mod fds;
 mod framer;
 
 pub use envelope::{
-    CallFlags, CallMessage, ProtocolError, ReplyMessage, encode_call, encode_reply,
+    CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call, encode_reply,
 };
 pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer};
