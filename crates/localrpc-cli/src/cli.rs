@@ -31,6 +31,8 @@ pub enum Command {
     ValidateIdl(ValidateArgs),
     /// Print interface definition files in the canonical varlink layout.
     Format(FormatArgs),
+    /// Measure a method: calls/s, latency percentiles, client and server CPU per call.
+    Bench(BenchArgs),
     /// Connect stdin/stdout to an address, e.g. as the remote end of ssh-exec:
     /// `localrpc call ssh-exec:host:'localrpc bridge unix:/run/x.sock' ...`.
     Bridge(BridgeArgs),
@@ -109,6 +111,31 @@ pub struct CallArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Service address (unix:/path, /path, tcp:HOST:PORT, exec:PATH, ...).
+    pub address: String,
+    /// Fully qualified method to call over and over, e.g. io.localrpc.Echo.Echo.
+    pub method: String,
+    /// Parameters as a JSON object (default {}); the same call is sent every time.
+    pub parameters: Option<String>,
+    /// Connections open at once, each calling in a loop.
+    #[arg(long, short = 'c', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Calls in flight per connection (pipelining): between N/2 and N stay outstanding.
+    #[arg(long, short = 'p', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub pipeline: u32,
+    /// How long to measure, in seconds.
+    #[arg(long, short = 'd', value_name = "SECONDS", default_value = "5", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Maximum time to wait for each reply, in seconds ("infinity": no limit).
+    #[arg(long, value_name = "SECONDS", default_value = "45", value_parser = parse_timeout)]
+    pub timeout: Timeout,
+    /// Print one JSON object (calls_per_sec, p50_us, p99_us, ...) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Interface files ("-": stdin).
     pub files: Vec<PathBuf>,
@@ -141,6 +168,20 @@ pub struct CompletionsArgs {
 /// A reply timeout; `None` means no limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeout(pub Option<std::time::Duration>);
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds (e.g. 0.5, 10)"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!(
+            "{text:?}: the duration must be between 0 and 86400 seconds"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
 
 fn parse_timeout(text: &str) -> Result<Timeout, String> {
     if matches!(text, "infinity" | "inf") {

@@ -73,6 +73,7 @@ fn run_async(command: Command) -> Result<(), Failure> {
             Command::Introspect(args) => verbs::introspect::run(args).await,
             Command::Call(args) => verbs::call::run(args).await,
             Command::Bridge(args) => verbs::bridge::run(args).await,
+            Command::Bench(args) => verbs::bench::run(args).await,
             Command::ValidateIdl(_)
             | Command::Format(_)
             | Command::Completions(_)

@@ -1,21 +1,26 @@
 //! Micro benchmarks of each stage a call passes through: framing, envelope parse, parameter
 //! check, reply encode, and a whole sans-I/O dispatch; small and large (1 MiB, 16 MiB)
-//! messages. Run: `cargo bench -p localrpc --bench hot_path`.
+//! messages, and the client's side (call encode, reply parse). Run: `cargo bench -p localrpc --bench hot_path`.
 
 use std::hint::black_box;
 use std::io;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use localrpc::service::{BoxFuture, InterfaceBuilder, Output, Reply, Service};
-use localrpc::wire::{CallFlags, CallMessage, Framer, encode_call, encode_reply};
+use localrpc::wire::{CallFlags, CallMessage, Framer, ReplyMessage, encode_call, encode_reply};
 use serde_json::json;
 
 const IDL: &str = "interface org.example.bench\nmethod Echo(text: string) -> (text: string)\n";
 
 fn call_bytes(text_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_call(&mut out, "org.example.bench.Echo", &json!({ "text": "x".repeat(text_len) }), CallFlags::default())
-        .expect("encodes");
+    encode_call(
+        &mut out,
+        "org.example.bench.Echo",
+        &json!({ "text": "x".repeat(text_len) }),
+        CallFlags::default(),
+    )
+    .expect("encodes");
     out
 }
 
@@ -51,9 +56,15 @@ fn envelope_parse(c: &mut Criterion) {
 fn parameter_check(c: &mut Criterion) {
     let iface = localrpc::idl::parse(IDL).expect("parses");
     let method = iface.method("Echo").expect("declared");
-    let params = json!({ "text": "hello" }).as_object().cloned().expect("object");
+    let params = json!({ "text": "hello" })
+        .as_object()
+        .cloned()
+        .expect("object");
     c.bench_function("parameter_check/small", |b| {
-        b.iter(|| localrpc::idl::check_parameters(&iface, &method.input, black_box(&params)).expect("valid"))
+        b.iter(|| {
+            localrpc::idl::check_parameters(&iface, &method.input, black_box(&params))
+                .expect("valid")
+        })
     });
 }
 
@@ -74,6 +85,42 @@ fn reply_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The client's side: encoding a call, parsing its reply.
+fn client_side(c: &mut Criterion) {
+    let mut group = c.benchmark_group("call_encode");
+    for len in [16, 1 << 20] {
+        let params = json!({ "text": "x".repeat(len) });
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(len), &params, |b, params| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                out.clear();
+                encode_call(
+                    &mut out,
+                    "org.example.bench.Echo",
+                    params,
+                    CallFlags::default(),
+                )
+                .expect("encodes");
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("reply_parse");
+    for len in [16, 1 << 20] {
+        let mut reply = Vec::new();
+        encode_reply(&mut reply, &json!({ "text": "x".repeat(len) }), false, None)
+            .expect("encodes");
+        let body = reply[..reply.len() - 1].to_vec();
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(len), &body, |b, body| {
+            b.iter(|| black_box(ReplyMessage::parse(body).expect("valid")))
+        });
+    }
+    group.finish();
+}
+
 /// Collects replies; never flushed (no streaming in this benchmark).
 struct Sink(Vec<u8>);
 
@@ -88,13 +135,18 @@ impl Output for Sink {
 }
 
 fn dispatch(c: &mut Criterion) {
-    let echo = InterfaceBuilder::new(IDL).expect("parses").method("Echo", |call| {
-        Box::pin(async move { Reply::with(json!({ "text": call.parameters.get("text") })) })
-    });
+    let echo = InterfaceBuilder::new(IDL)
+        .expect("parses")
+        .method("Echo", |call| {
+            Box::pin(async move { Reply::with(json!({ "text": call.parameters.get("text") })) })
+        });
     let service = Service::builder().interface(echo).build().expect("builds");
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("dispatch");
-    for len in [16, 1 << 20] {
+    group.sample_size(10);
+    for len in [16, 1 << 20, 16 << 20] {
         let message = call_bytes(len);
         let body = message[..message.len() - 1].to_vec();
         group.throughput(Throughput::Bytes(body.len() as u64));
@@ -102,12 +154,22 @@ fn dispatch(c: &mut Criterion) {
             let mut sink = Sink(Vec::new());
             b.iter(|| {
                 sink.0.clear();
-                runtime.block_on(service.handle(body, None, &mut sink)).expect("valid call");
+                runtime
+                    .block_on(service.handle(body, None, &mut sink))
+                    .expect("valid call");
             })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, framing, envelope_parse, parameter_check, reply_encode, dispatch);
+criterion_group!(
+    benches,
+    framing,
+    envelope_parse,
+    parameter_check,
+    reply_encode,
+    client_side,
+    dispatch
+);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! One module per verb; each exposes `run` (or a few entry points) returning `Result<(), Failure>`.
 
+pub mod bench;
 pub mod bridge;
 pub mod call;
 pub mod format;
