@@ -326,7 +326,14 @@ async fn read_some(
         match stream.try_read_buf(buffer) {
             Ok(0) => return Ok(Read::Eof),
             Ok(_) => return Ok(Read::Bytes),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A spurious wake-up: give the buffer back before waiting again, so an idle
+                // connection holds no read buffer.
+                if idle {
+                    framer.shrink_if_idle(0);
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }

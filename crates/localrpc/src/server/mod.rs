@@ -32,7 +32,8 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Connections open at once; further ones are closed right after accept and counted in
     /// [`ServerStats::connections_refused`]. Default 4096, and never more than 3/4 of
-    /// `RLIMIT_NOFILE` (read when the server is created).
+    /// `RLIMIT_NOFILE` over the 2 fds each connection holds (socket and pidfd), read when the
+    /// server is created.
     pub max_connections: usize,
     /// Connections open at once per peer uid (Unix sockets). Default 1024.
     pub max_connections_per_uid: usize,
@@ -77,13 +78,17 @@ impl Default for ServerConfig {
     }
 }
 
-/// 3/4 of the soft `RLIMIT_NOFILE`, the most connections a server allows (as sd-varlink).
+/// The most connections a server allows: 3/4 of the soft `RLIMIT_NOFILE` (as sd-varlink),
+/// divided by the fds each connection holds.
 fn connection_cap_from_rlimit() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current.map_or(usize::MAX, |n| {
-        usize::try_from(n / 4 * 3).unwrap_or(usize::MAX)
+        usize::try_from(n / 4 * 3 / FDS_PER_CONNECTION).unwrap_or(usize::MAX)
     })
 }
+
+/// File descriptors one connection holds: its socket and the peer's pidfd.
+const FDS_PER_CONNECTION: u64 = 2;
 
 /// Counters a server keeps, readable while it runs.
 #[derive(Debug, Default)]
@@ -146,8 +151,8 @@ impl Server {
         Server::with_config(service, ServerConfig::default())
     }
 
-    /// A server with the given configuration (`max_connections` is capped at 3/4 of
-    /// `RLIMIT_NOFILE`).
+    /// A server with the given configuration (`max_connections` is capped by
+    /// `RLIMIT_NOFILE`, see [`ServerConfig::max_connections`]).
     pub fn with_config(mut service: Service, mut config: ServerConfig) -> Self {
         service.set_call_timeout(config.call_timeout);
         config.max_connections = config
