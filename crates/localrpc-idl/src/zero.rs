@@ -47,7 +47,9 @@ fn fill_value(iface: &Interface, ty: &Type, value: &mut Value, depth: usize) {
             }
         }
         (Type::Struct(fields), Value::Object(object)) => fill_struct(iface, fields, object, depth),
-        (Type::Nullable(inner), value) if !value.is_null() => fill_value(iface, inner, value, depth + 1),
+        (Type::Nullable(inner), value) if !value.is_null() => {
+            fill_value(iface, inner, value, depth + 1)
+        }
         (Type::Array(element), Value::Array(items)) => {
             for item in items {
                 fill_value(iface, element, item, depth + 1);

@@ -16,7 +16,12 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub const LISTEN_FDS_START: RawFd = 3;
 
 /// The variables of the activation protocol, removed after reading.
-const VARIABLES: [&str; 4] = ["LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+const VARIABLES: [&str; 4] = [
+    "LISTEN_PID",
+    "LISTEN_PIDFDID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
 
 /// Largest number of fds accepted (a bound against a corrupt `LISTEN_FDS`).
 const MAX_LISTEN_FDS: usize = 4096;
@@ -92,19 +97,34 @@ impl ActivationVars {
     /// Decides, like `sd_listen_fds_with_names`, which fds are ours and their names.
     /// `own_pidfd_id` is the inode number of a pidfd for this process, where readable.
     /// `Ok(None)`: no activation for this process (variables absent or for another pid).
-    pub fn interpret(&self, own_pid: u32, own_pidfd_id: Option<u64>) -> Result<Option<ActivationEnv>, ActivationError> {
-        let Some(pid) = &self.pid else { return Ok(None) };
-        let pid: u32 = pid.trim().parse().map_err(|_| ActivationError::InvalidPid(pid.clone()))?;
+    pub fn interpret(
+        &self,
+        own_pid: u32,
+        own_pidfd_id: Option<u64>,
+    ) -> Result<Option<ActivationEnv>, ActivationError> {
+        let Some(pid) = &self.pid else {
+            return Ok(None);
+        };
+        let pid: u32 = pid
+            .trim()
+            .parse()
+            .map_err(|_| ActivationError::InvalidPid(pid.clone()))?;
         if pid != own_pid {
             return Ok(None);
         }
         if let (Some(expected), Some(own)) = (&self.pidfd_id, own_pidfd_id) {
             // An unparsable LISTEN_PIDFDID is ignored, as systemd does.
-            if expected.trim().parse::<u64>().is_ok_and(|expected| expected != own) {
+            if expected
+                .trim()
+                .parse::<u64>()
+                .is_ok_and(|expected| expected != own)
+            {
                 return Ok(None);
             }
         }
-        let Some(count) = &self.fds else { return Ok(None) };
+        let Some(count) = &self.fds else {
+            return Ok(None);
+        };
         let n = match count.trim().parse::<i64>() {
             Ok(n) if n > 0 && (n as usize) <= MAX_LISTEN_FDS => n as usize,
             _ => return Err(ActivationError::InvalidCount(count.clone())),
@@ -114,7 +134,10 @@ impl ActivationVars {
             Some(names) => {
                 let names: Vec<String> = names.split(':').map(str::to_owned).collect();
                 if names.len() != n {
-                    return Err(ActivationError::NameCountMismatch { names: names.len(), fds: n });
+                    return Err(ActivationError::NameCountMismatch {
+                        names: names.len(),
+                        fds: n,
+                    });
                 }
                 names
             }
@@ -157,7 +180,11 @@ impl SocketKind {
         let socket_type = sockopt::socket_type(fd)?;
         let family = sockopt::socket_domain(fd)?;
         let listening = sockopt::socket_acceptconn(fd)?;
-        Ok(SocketKind { family, socket_type, listening })
+        Ok(SocketKind {
+            family,
+            socket_type,
+            listening,
+        })
     }
 }
 
@@ -186,7 +213,11 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
         // owns them; the variables are gone, so they cannot be taken twice.
         let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
         if let Err(e) = rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC) {
-            return Err(ActivationError::BadFd { fd: raw, name, source: e });
+            return Err(ActivationError::BadFd {
+                fd: raw,
+                name,
+                source: e,
+            });
         }
         // SAFETY: as above; the fd is open (fcntl succeeded).
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -198,7 +229,10 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
 /// The number of threads of this process, from /proc.
 fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The inode number of a pidfd for this process (what `LISTEN_PIDFDID` carries), where the
@@ -229,12 +263,18 @@ mod tests {
 
     #[test]
     fn foreign_pid_means_no_activation() {
-        assert_eq!(vars(Some("8"), Some("1"), None).interpret(7, None), Ok(None));
+        assert_eq!(
+            vars(Some("8"), Some("1"), None).interpret(7, None),
+            Ok(None)
+        );
     }
 
     #[test]
     fn junk_pid_is_an_error() {
-        assert!(matches!(vars(Some("x"), Some("1"), None).interpret(7, None), Err(ActivationError::InvalidPid(_))));
+        assert!(matches!(
+            vars(Some("x"), Some("1"), None).interpret(7, None),
+            Err(ActivationError::InvalidPid(_))
+        ));
     }
 
     #[test]
@@ -250,9 +290,15 @@ mod tests {
 
     #[test]
     fn names_default_to_unknown_and_keep_empty_ones() {
-        let env = vars(Some("7"), Some("2"), None).interpret(7, None).unwrap().unwrap();
+        let env = vars(Some("7"), Some("2"), None)
+            .interpret(7, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(env.names, ["unknown", "unknown"]);
-        let env = vars(Some("7"), Some("3"), Some("varlink::x")).interpret(7, None).unwrap().unwrap();
+        let env = vars(Some("7"), Some("3"), Some("varlink::x"))
+            .interpret(7, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(env.names, ["varlink", "", "x"]);
     }
 
