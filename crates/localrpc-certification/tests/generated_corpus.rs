@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use localrpc::client::CallError;
-use localrpc::server::Server;
 use localrpc::service::{CallContext, ErrorReply, RawStream, Service, UpgradeHandler};
-use localrpc::transport::{Address, Listener, UnixBindOptions};
+use localrpc_testkit::InProcessServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 macro_rules! corpus {
@@ -212,31 +211,6 @@ async fn upper_echo(mut raw: Box<dyn RawStream>, greeting: String) {
     let _ = raw.shutdown().await;
 }
 
-/// Serves `service` on a fresh socket; returns its address, the temp dir keeping it alive and
-/// the sender whose drop stops the server.
-async fn serve(service: Service) -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
-    let dir = localrpc_testkit::temp_dir();
-    let path = dir.path().join("golden.sock");
-    let listener = Listener::bind(
-        &Address::Unix(path.clone()),
-        UnixBindOptions {
-            mode: 0o600,
-            group: None,
-        },
-    )
-    .await
-    .expect("bind");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        Server::new(service)
-            .serve(vec![listener], async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (format!("unix:{}", path.display()), dir, stop)
-}
-
 fn golden_service<S: golden::Service>(implementation: S) -> Service {
     Service::builder()
         .interface(golden::interface(Arc::new(implementation)).expect("interface"))
@@ -246,7 +220,8 @@ fn golden_service<S: golden::Service>(implementation: S) -> Service {
 
 #[tokio::test]
 async fn generated_upgrade_methods_hand_over_the_connection() {
-    let (address, _dir, stop) = serve(golden_service(Golden)).await;
+    let server = InProcessServer::start(golden_service(Golden)).await;
+    let address = server.address();
 
     // [Requires 'upgrade' flag]: the typed client consumes the connection and gets the raw
     // stream; the continuation the service returned speaks on it.
@@ -318,7 +293,7 @@ async fn generated_upgrade_methods_hand_over_the_connection() {
                 && r.parameters["parameter"].as_str().is_some_and(|p| p.starts_with("features"))),
         "{raw:?}"
     );
-    drop(stop);
+    drop(server);
 }
 
 /// Implements nothing: every method keeps the trait's default body.
@@ -328,7 +303,8 @@ impl golden::Service for Unimplemented {}
 
 #[tokio::test]
 async fn methods_left_unimplemented_answer_method_not_implemented() {
-    let (address, _dir, stop) = serve(golden_service(Unimplemented)).await;
+    let server = InProcessServer::start(golden_service(Unimplemented)).await;
+    let address = server.address();
     let mut client = golden::Client::connect(&address).await.expect("connect");
     let not_implemented = |error: &CallError<golden::Error>, method: &str| {
         matches!(error, CallError::Reply(golden::Error::Other(r))
@@ -351,35 +327,13 @@ async fn methods_left_unimplemented_answer_method_not_implemented() {
     assert!(not_implemented(&error, "Tunnel"), "{error:?}");
     let error = client.attach("a".into()).await.expect_err("Attach");
     assert!(not_implemented(&error, "Attach"), "{error:?}");
-    drop(stop);
+    drop(server);
 }
 
 #[tokio::test]
 async fn golden_interface_streams_and_fails_as_declared() {
-    let dir = localrpc_testkit::temp_dir();
-    let path = dir.path().join("golden.sock");
-    let service = Service::builder()
-        .interface(golden::interface(Arc::new(Golden)).expect("interface"))
-        .build()
-        .expect("service");
-    let listener = Listener::bind(
-        &Address::Unix(path.clone()),
-        UnixBindOptions {
-            mode: 0o600,
-            group: None,
-        },
-    )
-    .await
-    .expect("bind");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        Server::new(service)
-            .serve(vec![listener], async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let mut client = golden::Client::connect(&format!("unix:{}", path.display()))
+    let server = InProcessServer::start(golden_service(Golden)).await;
+    let mut client = golden::Client::connect(&server.address())
         .await
         .expect("connect");
 
@@ -427,5 +381,5 @@ async fn golden_interface_streams_and_fails_as_declared() {
 
     client.ping_oneway().await.expect("oneway");
     client.ping().await.expect("Ping after a oneway call");
-    drop(stop);
+    drop(server);
 }

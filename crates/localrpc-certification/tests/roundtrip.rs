@@ -6,57 +6,26 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use localrpc::client::{CallError, Connection};
-use localrpc::server::Server;
 use localrpc::service::{CallContext, ErrorReply, Service};
-use localrpc::transport::{Address, Listener, UnixBindOptions};
 use localrpc_certification::certification::{self as cert, Client, Error, ReplySink};
 use localrpc_certification::server::CertificationServer;
+use localrpc_testkit::InProcessServer;
 use serde_json::json;
 
-/// A running in-process server; dropping it stops the server.
-struct Running {
-    address: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn serve(implementation: impl cert::Service) -> Running {
-    let dir = localrpc_testkit::temp_dir();
-    let path = dir.path().join("certification.sock");
-    let address = format!("unix:{}", path.display());
+/// Serves `implementation` in-process; dropping the result stops the server.
+async fn serve(implementation: impl cert::Service) -> InProcessServer {
     let service = Service::builder()
         .vendor("test")
         .interface(cert::interface(Arc::new(implementation)).expect("interface"))
         .build()
         .expect("service");
-    let listener = Listener::bind(
-        &Address::Unix(path),
-        UnixBindOptions {
-            mode: 0o600,
-            group: None,
-        },
-    )
-    .await
-    .expect("bind");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        Server::new(service)
-            .serve(vec![listener], async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    Running {
-        address,
-        _stop: stop,
-        _dir: dir,
-    }
+    InProcessServer::start(service).await
 }
 
 #[tokio::test]
 async fn certification_sequence_passes_between_generated_client_and_server() {
     let server = serve(CertificationServer::new()).await;
-    let mut client = Client::connect(&server.address).await.expect("connect");
+    let mut client = Client::connect(&server.address()).await.expect("connect");
     let mut lines = Vec::new();
     localrpc_certification::client::run(&mut client, |line| lines.push(line))
         .await
@@ -68,7 +37,7 @@ async fn certification_sequence_passes_between_generated_client_and_server() {
 async fn certification_client_fails_on_wrong_values() {
     // Echo answers Test01 with `false` for this client id: the sequence must stop there.
     let server = serve(Echo).await;
-    let mut client = Client::connect(&server.address).await.expect("connect");
+    let mut client = Client::connect(&server.address()).await.expect("connect");
     let failed = localrpc_certification::client::run(&mut client, |_| {})
         .await
         .expect_err("must fail");
@@ -78,7 +47,9 @@ async fn certification_client_fails_on_wrong_values() {
 #[tokio::test]
 async fn errors_come_back_as_the_typed_enum() {
     let server = serve(CertificationServer::new()).await;
-    let mut connection = Connection::connect(&server.address).await.expect("connect");
+    let mut connection = Connection::connect(&server.address())
+        .await
+        .expect("connect");
     let mut client = Client::new(&mut connection);
 
     // Unknown client id: the interface's error without parameters.
@@ -347,7 +318,7 @@ impl cert::Service for Echo {
 #[tokio::test]
 async fn every_type_round_trips() {
     let server = serve(Echo).await;
-    let mut client = Client::connect(&server.address).await.expect("connect");
+    let mut client = Client::connect(&server.address()).await.expect("connect");
     assert!(client.test01("true".into()).await.expect("Test01").r#bool);
     assert!(!client.test01("false".into()).await.expect("Test01").r#bool);
     assert_eq!(
@@ -460,7 +431,7 @@ async fn every_type_round_trips() {
 #[tokio::test]
 async fn batches_pipeline_typed_calls_in_order() {
     let server = serve(Echo).await;
-    let mut client = Client::connect(&server.address).await.expect("connect");
+    let mut client = Client::connect(&server.address()).await.expect("connect");
     let mut batch = client.batch();
     let start = batch.start();
     let int = batch.test02("".into(), true);

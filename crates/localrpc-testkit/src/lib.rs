@@ -180,7 +180,10 @@ pub fn spawn_localrpcd(socket: &Path, extra_args: &[&str]) -> ChildGuard {
 }
 
 /// A real systemd user manager for tests (`systemctl --user`), with visible skips.
+pub mod in_process;
 pub mod user_manager;
+
+pub use in_process::InProcessServer;
 
 /// Upper bound of any single wait in the process, socket and notify helpers.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,12 +12,13 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::time::Duration;
 
 use localrpc::client::{Connection, Error};
-use localrpc::server::{Server, ServerConfig, StopReason};
+use localrpc::server::{Server, ServerConfig};
 use localrpc::service::{
     FDS_NOT_ACCEPTED, FDS_NOT_SUPPORTED, InterfaceBuilder, Reply, ReplyError, Service,
 };
-use localrpc::transport::{Address, Listener, Stream, UnixBindOptions};
+use localrpc::transport::Stream;
 use localrpc::wire::CallFlags;
+use localrpc_testkit::InProcessServer;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -108,47 +109,8 @@ fn service(accepting: bool) -> Service {
         .expect("service builds")
 }
 
-struct Running {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<StopReason>,
-}
-
-impl Running {
-    fn address(&self) -> String {
-        format!("unix:{}", self.path.display())
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-async fn start(service: Service, config: ServerConfig) -> Running {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("s.sock");
-    let listener = Listener::bind(&Address::Unix(path.clone()), UnixBindOptions::default())
-        .await
-        .expect("bind");
-    let server = Server::with_config(service, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(vec![listener], async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Running {
-        _dir: dir,
-        path,
-        stop: Some(stop),
-        task,
-    }
+async fn start(service: Service, config: ServerConfig) -> InProcessServer {
+    InProcessServer::start_with(service, config).await
 }
 
 /// Open descriptors of this process.
@@ -230,7 +192,7 @@ fn which(tag: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_that_accepts_fds_reads_through_a_passed_pipe() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -250,7 +212,7 @@ async fn a_method_that_accepts_fds_reads_through_a_passed_pipe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_returns_an_fd_the_client_reads() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -270,7 +232,7 @@ async fn a_handler_returns_an_fd_the_client_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_call_leaks_no_fds_the_reply_carries() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -309,7 +271,7 @@ async fn a_plain_call_leaks_no_fds_the_reply_carries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_and_pipelined_replies_each_carry_their_own_fd() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -358,7 +320,7 @@ async fn streamed_and_pipelined_replies_each_carry_their_own_fd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fds_sent_to_a_method_that_does_not_accept_them_are_closed_with_an_error() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -392,7 +354,7 @@ async fn fds_sent_to_a_method_that_does_not_accept_them_are_closed_with_an_error
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_without_fd_methods_never_receives_fds() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(false), ServerConfig::default()).await;
+    let mut running = start(service(false), ServerConfig::default()).await;
     let mut connection = Connection::connect(&running.address())
         .await
         .expect("connect");
@@ -427,7 +389,7 @@ async fn a_service_without_fd_methods_never_receives_fds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_calls_each_get_their_own_fds() {
     let _serial = SERIAL.lock().await;
-    let running = start(service(true), ServerConfig::default()).await;
+    let mut running = start(service(true), ServerConfig::default()).await;
     let path = running.path.clone();
     let replies = tokio::task::spawn_blocking(move || {
         let mut socket = StdUnixStream::connect(path).expect("connect");
@@ -473,7 +435,7 @@ async fn truncated_fds_close_the_connection_and_leak_nothing() {
         max_fds_per_message: 2,
         ..ServerConfig::default()
     };
-    let running = start(service(true), config).await;
+    let mut running = start(service(true), config).await;
     let path = running.path.clone();
     let before = open_fds();
     let (closed, mut writes) = tokio::task::spawn_blocking(move || {

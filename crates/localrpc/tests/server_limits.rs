@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use localrpc::server::{Server, ServerConfig, StopReason};
 use localrpc::service::{InterfaceBuilder, Reply, Service};
-use localrpc::transport::{Address, Listener, UnixBindOptions};
+use localrpc_testkit::InProcessServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -33,39 +33,8 @@ fn service() -> Service {
         .expect("service builds")
 }
 
-struct Running {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-    server: Server,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<StopReason>,
-}
-
-async fn start(config: ServerConfig) -> Running {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("s.sock");
-    let listener = Listener::bind(&Address::Unix(path.clone()), UnixBindOptions::default())
-        .await
-        .expect("bind");
-    let server = Server::with_config(service(), config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let server = server.clone();
-        async move {
-            server
-                .serve(vec![listener], async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    Running {
-        _dir: dir,
-        path,
-        server,
-        stop: Some(stop),
-        task,
-    }
+async fn start(config: ServerConfig) -> InProcessServer {
+    InProcessServer::start_with(service(), config).await
 }
 
 async fn echo(stream: &mut UnixStream, text: &str) -> String {
@@ -266,16 +235,7 @@ async fn drain_finishes_calls_in_flight_then_closes() {
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    running
-        .stop
-        .take()
-        .expect("not stopped yet")
-        .send(())
-        .expect("server running");
-    assert_eq!(
-        running.task.await.expect("serve task"),
-        StopReason::Shutdown
-    );
+    assert_eq!(running.stop().await, StopReason::Shutdown);
     assert!(
         !running.path.exists(),
         "the socket file is removed when serving stops"
@@ -300,20 +260,17 @@ async fn exit_on_idle_stops_serving_after_the_quiet_period() {
         exit_on_idle: Some(Duration::from_millis(200)),
         ..ServerConfig::default()
     };
-    let running = start(config).await;
+    let mut running = start(config).await;
     let mut stream = UnixStream::connect(&running.path).await.expect("connect");
     assert!(echo(&mut stream, "x").await.contains("x"));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
-        !running.task.is_finished(),
+        running.is_serving(),
         "an open connection keeps the server busy"
     );
     drop(stream);
-    let reason = tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("stops")
-        .expect("task");
-    assert_eq!(reason, StopReason::Idle);
+    let reason = running.stopped_within(Duration::from_secs(5)).await;
+    assert_eq!(reason, Some(StopReason::Idle));
 }
 
 #[tokio::test]
@@ -367,14 +324,8 @@ async fn handlers_see_the_peer_pidfd_where_the_kernel_has_it() {
             })
         });
     let service = Service::builder().interface(iface).build().expect("builds");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("p.sock");
-    let listener = Listener::bind(&Address::Unix(path.clone()), UnixBindOptions::default())
-        .await
-        .expect("bind");
-    let server = Server::new(service);
-    tokio::spawn(async move { server.serve(vec![listener], std::future::pending()).await });
-    let mut stream = UnixStream::connect(&path).await.expect("connect");
+    let running = InProcessServer::start(service).await;
+    let mut stream = UnixStream::connect(&running.path).await.expect("connect");
     stream
         .write_all(b"{\"method\":\"org.example.pidfd.Who\"}\0")
         .await

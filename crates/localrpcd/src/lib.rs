@@ -159,34 +159,15 @@ mod tests {
     //! The generated typed client against the service, in-process.
 
     use localrpc::client::CallError;
-    use localrpc::server::Server;
-    use localrpc::transport::{Address, Listener, UnixBindOptions};
+    use localrpc_testkit::InProcessServer;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::echo;
 
     #[tokio::test]
     async fn the_typed_client_drives_every_method() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("echo.sock");
-        let listener = Listener::bind(
-            &Address::Unix(path.clone()),
-            UnixBindOptions {
-                mode: 0o600,
-                group: None,
-            },
-        )
-        .await
-        .expect("bind");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            Server::new(super::service().expect("service"))
-                .serve(vec![listener], async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let address = format!("unix:{}", path.display());
+        let mut server = InProcessServer::start(super::service().expect("service")).await;
+        let address = server.address();
         let mut client = echo::Client::connect(&address).await.expect("connect");
 
         assert_eq!(client.echo("hi".into()).await.expect("Echo").text, "hi");
@@ -243,7 +224,6 @@ mod tests {
         raw.read_to_end(&mut echoed).await.expect("read");
         assert_eq!(echoed, b"raw \0 bytes");
 
-        drop(stop);
-        server.await.expect("server task");
+        server.stop().await;
     }
 }

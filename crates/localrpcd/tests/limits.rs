@@ -44,10 +44,10 @@ fn oversized_message_closes_only_its_connection(with_nul: bool) {
         .build()
         .expect("client runtime");
     client_runtime.block_on(async {
-        let mut bystander = RawClient::connect(&server.socket).await;
+        let mut bystander = RawClient::connect(&server.path).await;
         assert_eq!(bystander.call(&echo_call("warm-up")).await, echo_reply("warm-up"));
         let payload = oversized_echo(with_nul);
-        let mut writer = RawClient::connect(&server.socket).await.stream;
+        let mut writer = RawClient::connect(&server.path).await.stream;
         let sending = tokio::spawn(async move {
             // The server closes mid-send: EPIPE / ECONNRESET are expected outcomes.
             let result = writer.write_all(&payload).await;

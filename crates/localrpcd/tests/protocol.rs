@@ -522,6 +522,6 @@ async fn peer_closing_mid_message_does_not_disturb_the_server() {
         half.shutdown_write().await;
         half.expect_closed().await;
     }
-    let mut client = RawClient::connect(&server.socket).await;
+    let mut client = RawClient::connect(&server.path).await;
     assert_eq!(client.call(&echo_call("fine")).await, echo_reply("fine"));
 }

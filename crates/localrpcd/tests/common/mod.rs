@@ -8,26 +8,26 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use localrpc::server::{Server, ServerConfig};
-use localrpc::transport::{Address, Listener, UnixBindOptions};
+use localrpc::server::ServerConfig;
+use localrpc_testkit::InProcessServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::oneshot;
 
 pub use localrpc_testkit::process::wait_exit;
 
 /// Upper bound of any single wait on the network in these tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `localrpcd::service()` served in-process on `<tempdir>/echo.sock`.
-///
-/// Must be started inside a tokio runtime; connections run on that runtime. Dropping it
-/// stops accepting and removes the socket file.
-pub struct TestServer {
-    pub server: Server,
-    pub socket: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+/// `localrpcd::service()` served in-process (see `localrpc_testkit::InProcessServer`, which it
+/// derefs to for `server`, `path` and `address()`). Must be started inside a tokio runtime;
+/// dropping it stops accepting and removes the socket file.
+pub struct TestServer(InProcessServer);
+
+impl std::ops::Deref for TestServer {
+    type Target = InProcessServer;
+    fn deref(&self) -> &InProcessServer {
+        &self.0
+    }
 }
 
 impl TestServer {
@@ -36,39 +36,12 @@ impl TestServer {
     }
 
     pub async fn start_with(config: ServerConfig) -> TestServer {
-        let dir = localrpc_testkit::temp_dir();
-        let socket = dir.path().join("echo.sock");
-        let listener = Listener::bind(&Address::Unix(socket.clone()), UnixBindOptions::default())
-            .await
-            .expect("bind the test socket");
-        let server = Server::with_config(
-            localrpcd::service().expect("build localrpcd's service"),
-            config,
-        );
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let serving = server.clone();
-        tokio::spawn(async move {
-            serving
-                .serve(vec![listener], async move {
-                    let _ = stop.await;
-                })
-                .await;
-        });
-        TestServer {
-            server,
-            socket,
-            shutdown: Some(shutdown),
-            _dir: dir,
-        }
-    }
-
-    /// The socket as a client address (`unix:/...`).
-    pub fn address(&self) -> String {
-        format!("unix:{}", self.socket.display())
+        let service = localrpcd::service().expect("build localrpcd's service");
+        TestServer(InProcessServer::start_with(service, config).await)
     }
 
     pub async fn raw(&self) -> RawClient {
-        RawClient::connect(&self.socket).await
+        RawClient::connect(&self.path).await
     }
 
     /// Waits (bounded) until the server has `expected` open connections.
@@ -84,14 +57,6 @@ impl TestServer {
                 "{now} connections stayed open, expected {expected}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
         }
     }
 }
