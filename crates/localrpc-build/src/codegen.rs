@@ -574,28 +574,15 @@ fn server_tokens(model: &InterfaceModel) -> TokenStream {
 fn server_handler(m: &MethodModel) -> TokenStream {
     let name = ident(&m.ident);
     let input = ident(&m.input);
-    let fields = m.input_fields.iter().map(|f| {
-        let field = ident(&f.ident);
-        let wire = &f.wire;
-        match f.adapter {
-            Adapter::None => quote!(#field: call.take_parameter(#wire)?,),
-            Adapter::Set | Adapter::OptionSet => {
-                let module = if f.adapter == Adapter::Set {
-                    quote!(set)
-                } else {
-                    quote!(option_set)
-                };
-                quote! {
-                    #field: #module::deserialize(call.take_parameter::<::serde_json::Value>(#wire)?)
-                        .map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(#wire))?,
-                }
-            }
-        }
-    });
-    let call = if m.input_fields.is_empty() {
-        quote!(call)
+    // The input was checked against the IDL before the handler runs; decoding it is one
+    // pass over the parameters' JSON text, straight into the input struct.
+    let (call, decode) = if m.input_fields.is_empty() {
+        (quote!(call), quote!(let input = super::#input {};))
     } else {
-        quote!(mut call)
+        (
+            quote!(mut call),
+            quote!(let input: super::#input = call.decode()?;),
+        )
     };
     let replies = if m.streaming == Streaming::No {
         quote!()
@@ -608,12 +595,7 @@ fn server_handler(m: &MethodModel) -> TokenStream {
         }
     } else {
         quote! {
-            ::std::result::Result::Ok((output, handler)) => match ::localrpc::service::Reply::with(output)? {
-                ::localrpc::service::Reply::Parameters(parameters) => {
-                    ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade { parameters, handler })
-                }
-                reply => ::std::result::Result::Ok(reply),
-            },
+            ::std::result::Result::Ok((output, handler)) => ::localrpc::service::Reply::upgrade(output, handler),
         }
     };
     quote! {
@@ -622,7 +604,7 @@ fn server_handler(m: &MethodModel) -> TokenStream {
             #call: ::localrpc::service::Call<'a>,
         ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
             ::std::boxed::Box::pin(async move {
-                let input = super::#input { #(#fields)* };
+                #decode
                 match service.#name(call.context, input #replies).await {
                     #reply
                     ::std::result::Result::Err(error) => ::std::result::Result::Err(error.into_reply()),

@@ -26,8 +26,41 @@
 //! `labels["key"]`. A top-level parameter is just its name (`text`); the value given to
 //! [`check_value`] itself is the empty path. For an object checked against a struct, undeclared
 //! keys are reported first (in the map's iteration order: insertion order with serde_json's
-//! `preserve_order` feature, which this workspace enables, sorted by key without it), then the declared fields in declaration order (missing, `null` or wrong type,
-//! descending into the first wrong one).
+//! `preserve_order` feature, which this workspace enables, sorted by key without it), then the
+//! declared fields in declaration order (missing, `null` or wrong type, descending into the first
+//! wrong one). A duplicate key keeps its first position and takes its last value (what
+//! serde_json's `Map` does with `preserve_order`).
+//!
+//! # On JSON text
+//!
+//! [`check_value_str`] and [`check_parameters_str`] check JSON text (for parameters: an object,
+//! or `null` for none) in one streaming pass of `serde_json::Deserializer`, with no `Value` and,
+//! on valid ordinary input, no allocation (strings are borrowed; escapes use serde_json's scratch
+//! buffer, a map key with escapes is copied, a map of more than 16 entries keeps its keys on the
+//! heap). They give exactly the verdict, path and reason of `serde_json::from_str` into a `Map`
+//! (a `Value` for [`check_value_str`]) followed by [`check_parameters`] ([`check_value`]): each
+//! object remembers its first undeclared key and the last occurrence's verdict of each declared
+//! field or map key, and applies the order above at its end; duplicates mean what they mean in
+//! the `Map`, and serde_json's raw-value token (an object whose first key is
+//! `$serde_json::private::RawValue` stands for the JSON in its string) is honoured where `Value`
+//! honours it. Struct field names are assumed unique, as [`parse`](crate::parse) ensures. Text
+//! serde_json would not parse (syntax, trailing characters, nesting beyond 128) gives the empty
+//! path and a reason starting with `invalid JSON`; parameters that are neither an object nor
+//! `null` give `expected object, found ...`.
+
+//!
+//! # Who does what
+//!
+//! - This module: the tree checker ([`check_value`], [`check_parameters`]), the entry points on
+//!   text, and the type walk the text checkers share ([`resolve`], [`leaf_accepts`]).
+//! - `fast`: a hand-written scanner that only ever *accepts*: flat or nested values whose strings
+//!   have no escapes, ordinary numbers, no duplicate struct keys. Anything else, and every error,
+//!   makes it give up, and the text goes to `stream`.
+//! - `stream`: the complete checker on text, a serde_json streaming pass that owns every error,
+//!   path and reason.
+
+pub(crate) mod fast;
+pub(crate) mod stream;
 
 use serde_json::{Map, Value};
 
@@ -64,16 +97,177 @@ pub fn check_parameters(
     Checker { iface }.object(fields, params, &mut path, 0)
 }
 
+/// Like [`check_value`], on JSON text, without building a `Value`.
+///
+/// Text that is not one JSON value (a syntax error, trailing characters, nesting beyond
+/// serde_json's limit of 128) gives a [`CheckError`] with an empty path and a reason starting
+/// with `invalid JSON`.
+pub fn check_value_str(iface: &Interface, ty: &Type, json: &str) -> Result<(), CheckError> {
+    // Most valid text is accepted by the fast scanner; the rest (and every error) is decided by
+    // the streaming checker, from the start.
+    if fast::accepts_value(iface, ty, json) {
+        return Ok(());
+    }
+    stream::check_value_str(iface, ty, json)
+}
+
+/// Like [`check_parameters`], on the parameters' JSON text: an object, or `null` meaning the
+/// empty object. Another kind of value gives an error with the empty path (`expected object,
+/// found array`); text that is not JSON gives an error as in [`check_value_str`].
+pub fn check_parameters_str(
+    iface: &Interface,
+    fields: &[Field],
+    json: &str,
+) -> Result<(), CheckError> {
+    if fast::accepts_parameters(iface, fields, json) {
+        return Ok(());
+    }
+    stream::check_parameters_str(iface, fields, json)
+}
+
+/// The JSON kind of a value: `int` is a number that serde_json parsed as an `i64` or `u64`,
+/// `float` any other number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    Int,
+    Float,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    fn of(value: &Value) -> Kind {
+        match value {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(n) if n.is_i64() || n.is_u64() => Kind::Int,
+            Value::Number(_) => Kind::Float,
+            Value::String(_) => Kind::String,
+            Value::Array(_) => Kind::Array,
+            Value::Object(_) => Kind::Object,
+        }
+    }
+
+    /// As named in error reasons.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::Float => "float",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+}
+
 /// The JSON kind of a value, as named in error reasons.
 fn found(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
-        Value::Number(_) => "float",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+    Kind::of(value).name()
+}
+
+/// The reason given for a key that `fields` do not declare.
+fn undeclared_reason(fields: &[Field]) -> String {
+    if fields.is_empty() {
+        "undeclared field (no fields are declared)".to_string()
+    } else {
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        format!("undeclared field (declared: {})", names.join(", "))
+    }
+}
+
+/// The outcome of walking `?T`, named types and `any` for a value of a known kind, as the tree
+/// checker does (for the text checkers, which know the kind before the value is complete).
+enum Resolved<'a> {
+    /// Accepted without looking further (the content of a container is still to be parsed).
+    Accept,
+    /// Rejected, for this reason.
+    Reject(Rejection<'a>),
+    /// A type that is none of nullable, named or `any`, at this tree-checker depth.
+    Check(&'a Type, usize),
+}
+
+/// Why [`resolve`] rejected a value.
+enum Rejection<'a> {
+    TooDeep,
+    NullForAny,
+    /// A named struct type, for a value that is not an object.
+    NotObject(&'a str),
+    Unknown(&'a str),
+}
+
+impl Rejection<'_> {
+    fn reason(&self, kind: Kind) -> String {
+        match self {
+            Rejection::TooDeep => "value is nested too deeply".into(),
+            Rejection::NullForAny => "expected any non-null value, found null".into(),
+            Rejection::NotObject(name) => {
+                format!("expected {name} (object), found {}", kind.name())
+            }
+            Rejection::Unknown(name) => format!("unknown type \"{name}\""),
+        }
+    }
+}
+
+/// Walks `?T`, named types and `any` for a value of `kind` at tree-checker `depth`.
+/// `null_ok`: a struct field of a nullable type, for which `null` is accepted before the depth
+/// is looked at.
+#[inline] // mostly a single step, on the fast path's hot loop
+fn resolve<'a>(
+    iface: &'a Interface,
+    mut ty: &'a Type,
+    mut depth: usize,
+    null_ok: bool,
+    kind: Kind,
+) -> Resolved<'a> {
+    if null_ok && kind == Kind::Null {
+        return Resolved::Accept;
+    }
+    loop {
+        if depth > MAX_CHECK_DEPTH {
+            return Resolved::Reject(Rejection::TooDeep);
+        }
+        match ty {
+            Type::Nullable(inner) => {
+                if kind == Kind::Null {
+                    return Resolved::Accept;
+                }
+                ty = inner;
+                depth += 1;
+            }
+            Type::Any if kind == Kind::Null => return Resolved::Reject(Rejection::NullForAny),
+            Type::Any => return Resolved::Accept,
+            Type::Named(name) => match iface.type_def(name) {
+                Some(def) if matches!(def.ty, Type::Struct(_)) && kind != Kind::Object => {
+                    return Resolved::Reject(Rejection::NotObject(name));
+                }
+                Some(def) => {
+                    ty = &def.ty;
+                    depth += 1;
+                }
+                None => return Resolved::Reject(Rejection::Unknown(name)),
+            },
+            _ => return Resolved::Check(ty, depth),
+        }
+    }
+}
+
+/// Whether a value of `kind` (`s`: the string's bytes, if it is one) matches a type [`resolve`]
+/// returned, as far as can be told without descending (containers: the kind only).
+fn leaf_accepts(ty: &Type, kind: Kind, s: Option<&[u8]>) -> bool {
+    match ty {
+        Type::Bool => kind == Kind::Bool,
+        Type::Int => kind == Kind::Int,
+        Type::Float => matches!(kind, Kind::Int | Kind::Float),
+        Type::String => kind == Kind::String,
+        Type::Object | Type::Struct(_) | Type::Map(_) => kind == Kind::Object,
+        Type::Array(_) => kind == Kind::Array,
+        Type::Enum(variants) => s.is_some_and(|s| variants.iter().any(|v| v.name.as_bytes() == s)),
+        Type::Nullable(_) | Type::Any | Type::Named(_) => false,
     }
 }
 
@@ -235,15 +429,9 @@ impl Checker<'_> {
         for key in map.keys() {
             if !fields.iter().any(|f| f.name == *key) {
                 let len = push_field(path, key);
-                let reason = if fields.is_empty() {
-                    "undeclared field (no fields are declared)".to_string()
-                } else {
-                    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-                    format!("undeclared field (declared: {})", names.join(", "))
-                };
                 let err = CheckError {
                     path: path.clone(),
-                    reason,
+                    reason: undeclared_reason(fields),
                 };
                 path.truncate(len);
                 return Err(err);

@@ -138,7 +138,7 @@ fn dispatch(c: &mut Criterion) {
     let echo = InterfaceBuilder::new(IDL)
         .expect("parses")
         .method("Echo", |call| {
-            Box::pin(async move { Reply::with(json!({ "text": call.parameters.get("text") })) })
+            Box::pin(async move { Reply::with(json!({ "text": call.parameters().get("text") })) })
         });
     let service = Service::builder().interface(echo).build().expect("builds");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -18,7 +18,7 @@ fn service() -> Service {
     let iface = InterfaceBuilder::new(IDL)
         .expect("IDL parses")
         .method("Echo", |call| {
-            Box::pin(async move { Reply::with(json!({ "text": call.parameters.get("text") })) })
+            Box::pin(async move { Reply::with(json!({ "text": call.parameters().get("text") })) })
         })
         .method("Sleep", |call| {
             Box::pin(async move {

@@ -67,7 +67,7 @@ fn service() -> Service {
         })
         .method("Move", |call| {
             Box::pin(async move {
-                let p = call.parameters.get("p").cloned().unwrap_or_default();
+                let p = call.parameters().get("p").cloned().unwrap_or_default();
                 Reply::with(json!({ "p": p }))
             })
         })

@@ -1012,9 +1012,7 @@ mod __localrpc {
         mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let input = super::GetInput {
-                name: call.take_parameter("name")?,
-            };
+            let input: super::GetInput = call.decode()?;
             match service.get(call.context, input).await {
                 ::std::result::Result::Ok(output) => {
                     ::localrpc::service::Reply::with(output)
@@ -1030,9 +1028,7 @@ mod __localrpc {
         mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let input = super::ListInput {
-                filter: call.take_parameter("filter")?,
-            };
+            let input: super::ListInput = call.decode()?;
             match service
                 .list(call.context, input, super::ReplySink::new(call.replies))
                 .await
@@ -1086,20 +1082,10 @@ mod __localrpc {
         mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let input = super::AttachInput {
-                name: call.take_parameter("name")?,
-            };
+            let input: super::AttachInput = call.decode()?;
             match service.attach(call.context, input).await {
                 ::std::result::Result::Ok((output, handler)) => {
-                    match ::localrpc::service::Reply::with(output)? {
-                        ::localrpc::service::Reply::Parameters(parameters) => {
-                            ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade {
-                                parameters,
-                                handler,
-                            })
-                        }
-                        reply => ::std::result::Result::Ok(reply),
-                    }
+                    ::localrpc::service::Reply::upgrade(output, handler)
                 }
                 ::std::result::Result::Err(error) => {
                     ::std::result::Result::Err(error.into_reply())
@@ -1112,25 +1098,10 @@ mod __localrpc {
         mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
-            let input = super::TunnelInput {
-                features: set::deserialize(
-                        call.take_parameter::<::serde_json::Value>("features")?,
-                    )
-                    .map_err(|_| ::localrpc::service::ErrorReply::invalid_parameter(
-                        "features",
-                    ))?,
-            };
+            let input: super::TunnelInput = call.decode()?;
             match service.tunnel(call.context, input).await {
                 ::std::result::Result::Ok((output, handler)) => {
-                    match ::localrpc::service::Reply::with(output)? {
-                        ::localrpc::service::Reply::Parameters(parameters) => {
-                            ::std::result::Result::Ok(::localrpc::service::Reply::Upgrade {
-                                parameters,
-                                handler,
-                            })
-                        }
-                        reply => ::std::result::Result::Ok(reply),
-                    }
+                    ::localrpc::service::Reply::upgrade(output, handler)
                 }
                 ::std::result::Result::Err(error) => {
                     ::std::result::Result::Err(error.into_reply())

@@ -66,7 +66,7 @@ impl fmt::Display for OpId {
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The fully qualified method, e.g. `io.localrpc.Echo.Echo`.
-    pub method: String,
+    pub method: Arc<str>,
     /// This call's operation id.
     pub op_id: OpId,
     /// The caller's credentials, on Unix sockets.

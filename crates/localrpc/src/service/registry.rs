@@ -1,11 +1,14 @@
 //! The registry of interfaces and the dispatcher that routes one call to its handler.
 
-use std::collections::HashMap;
 use std::future::Future;
+
+// Method and interface names come from peers, but the maps are never written after the
+// service is built, so a fast non-cryptographic hash (foldhash, randomly seeded) is safe.
+use foldhash::{HashMap, HashMapExt};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use localrpc_idl::{Interface, Member};
 use serde::Serialize;
@@ -15,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::context::{CallContext, OpId, Peer, PeerCredentials};
 use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
 use super::policy::AccessPolicy;
-use crate::wire::{CallMessage, ProtocolError, encode_reply};
+use crate::wire::{CallMessage, ParametersSyntax, ProtocolError, encode_reply, validate_json};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -33,54 +36,117 @@ pub type UpgradeHandler = Box<dyn FnOnce(Box<dyn RawStream>) -> BoxFuture<'stati
 /// A handler's final reply.
 pub enum Reply {
     /// An ordinary reply with these parameters (empty ones are omitted on the wire).
-    Parameters(Map<String, Value>),
+    Parameters(ReplyParameters),
     /// An ordinary reply that also passes file descriptors, sent with the reply's first byte
     /// (`SCM_RIGHTS`) and closed here once sent. Only a Unix socket can carry them: elsewhere
     /// the caller gets [`FDS_NOT_SUPPORTED`] instead and the descriptors are closed.
     WithFds {
         /// The reply's parameters.
-        parameters: Map<String, Value>,
+        parameters: ReplyParameters,
         /// Descriptors to pass (at most 253, the kernel's limit per message).
         fds: Vec<OwnedFd>,
     },
     /// Confirm an `upgrade` call with these parameters, then hand the raw stream to `handler`.
     Upgrade {
         /// Parameters of the confirming reply.
-        parameters: Map<String, Value>,
+        parameters: ReplyParameters,
         /// Runs with the raw connection once the confirmation is written.
         handler: UpgradeHandler,
     },
 }
 
+#[derive(Clone)]
+/// A final reply's parameters, serialized once when the handler returns: straight from the
+/// handler's own type into JSON, with no `serde_json::Value` in between.
+pub struct ReplyParameters {
+    /// The reply so far: `{"parameters":{...}`, or just `{` when there are none; the
+    /// dispatcher closes it.
+    encoded: Vec<u8>,
+}
+
+/// What [`ReplyParameters::encoded`] starts with when there are parameters.
+const PARAMETERS_PREFIX: &[u8] = b"{\"parameters\":";
+
+/// Replies at least this large are moved into an empty output buffer instead of copied.
+const MOVE_REPLY_THRESHOLD: usize = 64 * 1024;
+
+impl ReplyParameters {
+    /// No parameters.
+    pub fn empty() -> ReplyParameters {
+        ReplyParameters {
+            encoded: vec![b'{'],
+        }
+    }
+
+    /// `value` serialized; it must serialize to a JSON object (or `null`, meaning none).
+    pub fn new(value: &(impl Serialize + ?Sized)) -> Result<ReplyParameters, ErrorReply> {
+        let mut encoded = Vec::with_capacity(128);
+        encoded.extend_from_slice(PARAMETERS_PREFIX);
+        if let Err(e) = serde_json::to_writer(&mut encoded, value) {
+            return Err(internal_error(format!("reply does not serialize: {e}")));
+        }
+        match &encoded[PARAMETERS_PREFIX.len()..] {
+            b"{}" | b"null" => encoded.truncate(1),
+            [b'{', ..] => {}
+            other => {
+                return Err(internal_error(format!(
+                    "reply is not a JSON object: {}",
+                    String::from_utf8_lossy(other)
+                )));
+            }
+        }
+        Ok(ReplyParameters { encoded })
+    }
+
+    /// Appends the final (not `continues`) reply and its NUL to `out`.
+    fn append_to(mut self, out: &mut Vec<u8>) {
+        self.encoded.extend_from_slice(b"}\0");
+        if out.is_empty() && self.encoded.len() >= MOVE_REPLY_THRESHOLD {
+            *out = self.encoded;
+        } else {
+            out.extend_from_slice(&self.encoded);
+        }
+    }
+}
+
+impl Default for ReplyParameters {
+    fn default() -> Self {
+        ReplyParameters::empty()
+    }
+}
+
 impl Reply {
     /// A reply without parameters.
     pub fn empty() -> Reply {
-        Reply::Parameters(Map::new())
+        Reply::Parameters(ReplyParameters::empty())
     }
 
     /// A reply whose parameters are `value` serialized; it must serialize to a JSON object.
     pub fn with(value: impl Serialize) -> MethodResult {
-        match serde_json::to_value(value) {
-            Ok(Value::Object(map)) => Ok(Reply::Parameters(map)),
-            Ok(other) => Err(internal_error(format!(
-                "reply is not a JSON object: {other}"
-            ))),
-            Err(e) => Err(internal_error(format!("reply does not serialize: {e}"))),
-        }
+        ReplyParameters::new(&value).map(Reply::Parameters)
     }
 
     /// Like [`Reply::with`], and passes `fds` with the reply (see [`Reply::WithFds`]).
     pub fn with_fds(value: impl Serialize, fds: Vec<OwnedFd>) -> MethodResult {
-        match Reply::with(value)? {
-            Reply::Parameters(parameters) => Ok(Reply::WithFds { parameters, fds }),
-            other => Ok(other),
-        }
+        let parameters = ReplyParameters::new(&value)?;
+        Ok(Reply::WithFds { parameters, fds })
+    }
+
+    /// Confirms an `upgrade` call with `value` as parameters, then runs `handler` on the raw
+    /// stream (see [`Reply::Upgrade`]).
+    pub fn upgrade(value: impl Serialize, handler: UpgradeHandler) -> MethodResult {
+        let parameters = ReplyParameters::new(&value)?;
+        Ok(Reply::Upgrade {
+            parameters,
+            handler,
+        })
     }
 }
 
 impl From<Map<String, Value>> for Reply {
     fn from(parameters: Map<String, Value>) -> Reply {
-        Reply::Parameters(parameters)
+        // A map always serializes to an object.
+        Reply::with(parameters).unwrap_or_else(|_| Reply::empty())
     }
 }
 
@@ -175,7 +241,7 @@ impl Replies<'_> {
 /// One call as a handler sees it.
 pub struct Call<'a> {
     /// The parameters, already checked against the method's IDL.
-    pub parameters: Map<String, Value>,
+    parameters: Parameters<'a>,
     /// Op id, peer credentials, flags.
     pub context: &'a CallContext,
     /// For streamed (`more`) replies.
@@ -186,10 +252,44 @@ pub struct Call<'a> {
     pub fds: Vec<OwnedFd>,
 }
 
-impl Call<'_> {
+/// A call's parameters: the JSON text as received, parsed into a map only if a handler asks
+/// for one (typed handlers decode the text directly with [`Call::decode`]).
+struct Parameters<'a> {
+    json: &'a str,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl<'a> Call<'a> {
+    /// The parameters decoded into `T` (typically the method's generated input struct): one
+    /// pass over the JSON text. They were checked against the IDL already, so this fails only
+    /// when `T` does not match the IDL; the caller then gets `InvalidParameter`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ErrorReply> {
+        let decoded = match self.parameters.map.take() {
+            Some(map) => serde_json::from_value(Value::Object(map)),
+            None => serde_json::from_str(self.parameters.json),
+        };
+        decoded.map_err(|e| {
+            tracing::debug!(method = %self.context.method, error = %e, "parameters do not decode");
+            ErrorReply::invalid_parameter(field_named_in(&e.to_string()).unwrap_or("parameters"))
+        })
+    }
+
+    /// The parameters as JSON text, exactly as the caller sent them (`{}` when it sent none).
+    pub fn parameters_json(&self) -> &'a str {
+        self.parameters.json
+    }
+
+    /// The parameters as a map (parsed on first use).
+    pub fn parameters(&self) -> &Map<String, Value> {
+        // The text was parsed and checked already, so it is a valid object.
+        self.parameters
+            .map
+            .get_or_init(|| serde_json::from_str(self.parameters.json).unwrap_or_default())
+    }
+
     /// A parameter deserialized into `T`, or `InvalidParameter` naming it.
     pub fn parameter<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ErrorReply> {
-        let value = self.parameters.get(name).cloned().unwrap_or(Value::Null);
+        let value = self.parameters().get(name).cloned().unwrap_or(Value::Null);
         serde_json::from_value(value).map_err(|_| ErrorReply::invalid_parameter(name))
     }
 
@@ -199,9 +299,21 @@ impl Call<'_> {
         &mut self,
         name: &str,
     ) -> Result<T, ErrorReply> {
-        let value = self.parameters.remove(name).unwrap_or(Value::Null);
+        self.parameters();
+        let value = self
+            .parameters
+            .map
+            .get_mut()
+            .and_then(|map| map.remove(name))
+            .unwrap_or(Value::Null);
         serde_json::from_value(value).map_err(|_| ErrorReply::invalid_parameter(name))
     }
+}
+
+/// The field a serde error message names in backquotes (`missing field \`name\``), if any.
+fn field_named_in(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once('`')?;
+    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// A method implementation.
@@ -236,6 +348,8 @@ pub enum Requires {
 }
 
 struct MethodSlot {
+    /// `interface.Method`, shared with every call's context.
+    full_name: Arc<str>,
     /// Index of the method's declaration in the interface's members.
     member: usize,
     handler: Option<Box<dyn MethodHandler>>,
@@ -270,6 +384,9 @@ pub enum BuildError {
         /// The method name.
         method: String,
     },
+    /// The service's identity (GetInfo) does not serialize.
+    #[error("invalid service information: {0}")]
+    Info(String),
     /// The same interface was registered twice.
     #[error("interface {0} is registered twice")]
     DuplicateInterface(String),
@@ -294,6 +411,7 @@ impl InterfaceBuilder {
                 Member::Method(m) => Some((
                     m.name.clone(),
                     MethodSlot {
+                        full_name: format!("{}.{}", idl.name, m.name).into(),
                         member,
                         handler: None,
                         requires: Requires::Nothing,
@@ -464,10 +582,11 @@ impl ServiceBuilder {
     /// Checks the registrations and builds the service.
     pub fn build(mut self) -> Result<Service, BuildError> {
         let mut names = vec![ORG_VARLINK_SERVICE.to_owned()];
-        let mut texts = HashMap::from([(
+        let mut texts = HashMap::new();
+        texts.insert(
             ORG_VARLINK_SERVICE.to_owned(),
             ORG_VARLINK_SERVICE_IDL.to_owned(),
-        )]);
+        );
         for builder in &mut self.interfaces {
             if let Some(error) = builder.error.take() {
                 return Err(error);
@@ -517,19 +636,28 @@ fn introspection_interface(
     info: Value,
     texts: HashMap<String, String>,
 ) -> Result<InterfaceBuilder, BuildError> {
-    let info = Arc::new(info);
+    // Both answers are serialized once, here.
+    let info = ReplyParameters::new(&info).map_err(|e| BuildError::Info(e.to_string()))?;
     let texts = Arc::new(texts);
     Ok(InterfaceBuilder::new(ORG_VARLINK_SERVICE_IDL)?
         .method("GetInfo", move |_call| {
             let info = info.clone();
-            Box::pin(async move { Reply::with(&*info) })
+            Box::pin(async move { Ok(Reply::Parameters(info)) })
         })
-        .method("GetInterfaceDescription", move |call| {
+        .method("GetInterfaceDescription", move |mut call| {
+            #[derive(serde::Deserialize)]
+            struct Input {
+                interface: String,
+            }
+            #[derive(Serialize)]
+            struct Output<'a> {
+                description: &'a str,
+            }
             let texts = texts.clone();
             Box::pin(async move {
-                let interface: String = call.parameter("interface")?;
+                let Input { interface } = call.decode()?;
                 match texts.get(&interface) {
-                    Some(text) => Reply::with(json!({ "description": text })),
+                    Some(text) => Reply::with(Output { description: text }),
                     None => Err(ErrorReply::interface_not_found(&interface)),
                 }
             })
@@ -624,32 +752,39 @@ impl Service {
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
-        let call = CallMessage::parse(message)?;
+        let (call, syntax) = CallMessage::parse_envelope(message)?;
         let flags = call.flags;
-        let result = self.route(call, peer, fds, out).await;
+        let result = self.route(call, syntax, peer, fds, out).await?;
         if flags.oneway {
             if let Err(error) = &result {
                 tracing::debug!(%error, "oneway call failed; no reply is sent");
             }
             return Ok(Dispatched::Continue);
         }
-        let (parameters, error, upgrade, fds) = match result {
-            Ok(Reply::Parameters(p)) => (p, None, None, Vec::new()),
-            Ok(Reply::WithFds { parameters, fds }) => (parameters, None, None, fds),
+        let buffer = out.buffer();
+        let start = buffer.len();
+        let (fds, upgrade) = match result {
+            Ok(Reply::Parameters(parameters)) => {
+                parameters.append_to(buffer);
+                (Vec::new(), None)
+            }
+            Ok(Reply::WithFds { parameters, fds }) => {
+                parameters.append_to(buffer);
+                (fds, None)
+            }
             Ok(Reply::Upgrade {
                 parameters,
                 handler,
-            }) => (
-                parameters,
-                None,
-                flags.upgrade.then_some(handler),
-                Vec::new(),
-            ),
-            Err(ErrorReply { name, parameters }) => (parameters, Some(name), None, Vec::new()),
+            }) => {
+                parameters.append_to(buffer);
+                (Vec::new(), flags.upgrade.then_some(handler))
+            }
+            Err(ErrorReply { name, parameters }) => {
+                // A Map always serializes to an object, so encoding cannot fail.
+                let _ = encode_reply(buffer, &parameters, false, Some(&name));
+                (Vec::new(), None)
+            }
         };
-        let start = out.buffer().len();
-        // A Map always serializes to an object, so encoding cannot fail.
-        let _ = encode_reply(out.buffer(), &parameters, false, error.as_deref());
         if !fds.is_empty()
             && let Err(e) = out.attach_fds(start, fds)
         {
@@ -665,18 +800,29 @@ impl Service {
         Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
     }
 
+    /// Routes a parsed call to its handler. The outer error is a protocol violation (the
+    /// connection must close); the inner result is the call's reply.
     async fn route(
         &self,
-        mut call: CallMessage,
+        call: CallMessage<'_>,
+        syntax: ParametersSyntax,
         peer: &Peer,
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
-    ) -> MethodResult {
+    ) -> Result<MethodResult, ProtocolError> {
+        // Replies that come before the parameters are read must not hide a malformed
+        // message: the connection closes for it as for any other.
+        let refuse = |reply: ErrorReply| -> Result<MethodResult, ProtocolError> {
+            if syntax == ParametersSyntax::Unchecked {
+                validate_json(call.parameters)?;
+            }
+            Ok(Err(reply))
+        };
         let Some(entry) = self.interfaces.get(call.interface()) else {
-            return Err(ErrorReply::interface_not_found(call.interface()));
+            return refuse(ErrorReply::interface_not_found(call.interface()));
         };
         let Some(slot) = entry.methods.get(call.member()) else {
-            return Err(ErrorReply::method_not_found(&call.method));
+            return refuse(ErrorReply::method_not_found(&call.method));
         };
         let Member::Method(declaration) = &entry.idl.members[slot.member] else {
             unreachable!("method slots index method declarations");
@@ -685,35 +831,52 @@ impl Service {
             && !policy.allows(peer.credentials.as_ref())
         {
             tracing::info!(method = %call.method, peer = ?peer.credentials, "permission denied");
-            return Err(ErrorReply::permission_denied());
+            return refuse(ErrorReply::permission_denied());
         }
         if !fds.is_empty() && !slot.accepts_fds {
             tracing::warn!(method = %call.method, peer = ?peer.credentials, count = fds.len(),
                 "closing file descriptors sent to a method that does not accept them");
-            return Err(ErrorReply::new(
+            return refuse(ErrorReply::new(
                 FDS_NOT_ACCEPTED,
                 json!({ "method": call.method }),
             ));
         }
-        if entry.zero_values {
-            localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut call.parameters);
-        }
-        if let Err(error) =
-            localrpc_idl::check_parameters(&entry.idl, &declaration.input, &call.parameters)
-        {
+        let parameters = Parameters {
+            json: call.parameters,
+            map: OnceLock::new(),
+        };
+        let checked = if entry.zero_values {
+            // The slow path, for parity with peers that leave parameters out: fill in a map
+            // and check that; handlers then decode from the map.
+            let mut map = parameters_map(call.parameters)?;
+            localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut map);
+            let checked = localrpc_idl::check_parameters(&entry.idl, &declaration.input, &map);
+            let _ = parameters.map.set(map);
+            checked
+        } else {
+            localrpc_idl::check_parameters_str(&entry.idl, &declaration.input, call.parameters)
+        };
+        if let Err(error) = checked {
+            if error.path.is_empty() && error.reason.starts_with("invalid JSON") {
+                return Err(ProtocolError {
+                    reason: format!("invalid parameters: {}", error.reason),
+                });
+            }
             tracing::debug!(method = %call.method, %error, "invalid parameters");
-            return Err(ErrorReply::invalid_parameter(&error.path));
+            return Ok(Err(ErrorReply::invalid_parameter(&error.path)));
         }
         let Some(handler) = &slot.handler else {
-            return Err(ErrorReply::method_not_implemented(&call.method));
+            return Ok(Err(ErrorReply::method_not_implemented(&call.method)));
         };
         match slot.requires {
-            Requires::More if !call.flags.more => return Err(ErrorReply::expected_more()),
-            Requires::Upgrade if !call.flags.upgrade => return Err(ErrorReply::expected_upgrade()),
+            Requires::More if !call.flags.more => return Ok(Err(ErrorReply::expected_more())),
+            Requires::Upgrade if !call.flags.upgrade => {
+                return Ok(Err(ErrorReply::expected_upgrade()));
+            }
             _ => {}
         }
         let context = CallContext {
-            method: call.method,
+            method: slot.full_name.clone(),
             op_id: OpId::mint(),
             peer: peer.credentials,
             peer_pidfd: peer.pidfd.clone(),
@@ -724,12 +887,12 @@ impl Service {
             more: context.flags.more,
         };
         let running = handler.call(Call {
-            parameters: call.parameters,
+            parameters,
             context: &context,
             replies,
             fds,
         });
-        match self.call_timeout {
+        Ok(match self.call_timeout {
             None => running.await,
             Some(limit) => match tokio::time::timeout(limit, running).await {
                 Ok(result) => result,
@@ -741,6 +904,13 @@ impl Service {
                     ))
                 }
             },
-        }
+        })
     }
+}
+
+/// Parameters text (already parsed once as a JSON object) as a map.
+fn parameters_map(json: &str) -> Result<Map<String, Value>, ProtocolError> {
+    serde_json::from_str(json).map_err(|e| ProtocolError {
+        reason: format!("invalid parameters: {e}"),
+    })
 }

@@ -1,9 +1,11 @@
 //! Call and reply envelopes: strict parsing of calls, canonical encoding of replies and calls.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Deepest JSON nesting accepted in a message, counting the call object itself: set by
@@ -38,28 +40,58 @@ pub struct CallFlags {
     pub upgrade: bool,
 }
 
-/// One parsed call: `{"method": "iface.Method", "parameters"?: {...}, flags...}`.
+/// One parsed call: `{"method": "iface.Method", "parameters"?: {...}, flags...}`, borrowing
+/// from the message's bytes. The parameters stay JSON text: the service checks them against
+/// the IDL and decodes them once, straight into whatever the handler wants.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallMessage {
-    /// Fully qualified method name, `interface.Method`.
-    pub method: String,
-    /// The parameters; absent and `null` both become an empty object.
-    pub parameters: Map<String, Value>,
+pub struct CallMessage<'a> {
+    /// Fully qualified method name, `interface.Method` (borrowed unless it had escapes).
+    pub method: Cow<'a, str>,
+    /// The parameters object as JSON text; absent and `null` both become `{}`.
+    pub parameters: &'a str,
     /// oneway / more / upgrade.
     pub flags: CallFlags,
 }
 
-impl CallMessage {
+/// The parameters text of a call without parameters.
+const EMPTY_PARAMETERS: &str = "{}";
+
+impl<'a> CallMessage<'a> {
     /// Parses one call message (without its NUL) with UAPI.20 strictness: invalid JSON, a
     /// non-object, a missing or unqualified `method`, a non-boolean or second true flag,
-    /// non-object `parameters`, or an unknown key that is not a vendor key (`org.example`)
-    /// are errors. Vendor keys are ignored.
-    pub fn parse(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let call = CallMessage::deserialize(&mut de)
+    /// non-object `parameters`, nesting deeper than [`MAX_JSON_DEPTH`], or an unknown key that
+    /// is not a vendor key (`org.example`) are errors. Vendor keys are ignored.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
+        let (call, parameters) = CallMessage::parse_envelope(bytes)?;
+        if parameters == ParametersSyntax::Unchecked {
+            validate_json(call.parameters)?;
+        }
+        Ok(call)
+    }
+
+    /// Like [`CallMessage::parse`], but the parameters' JSON syntax may be left unchecked (only
+    /// their brackets are matched): the service checks them anyway, in the same pass that checks
+    /// them against the IDL, and must call [`validate_json`] on every other path.
+    pub(crate) fn parse_envelope(
+        bytes: &'a [u8],
+    ) -> Result<(Self, ParametersSyntax), ProtocolError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ProtocolError::new(format!("message is not UTF-8: {e}")))?;
+        if let Some(call) = scan_canonical(text) {
+            return Ok((call, ParametersSyntax::Unchecked));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let call = de
+            .deserialize_map(CallVisitor)
             .and_then(|call| de.end().map(|()| call))
             .map_err(|e| ProtocolError::new(e.to_string()))?;
-        Ok(call)
+        // The call object is one level, the parameters object the next.
+        if exceeds_depth(call.parameters.as_bytes(), MAX_JSON_DEPTH - 1) {
+            return Err(ProtocolError::new(format!(
+                "parameters nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        Ok((call, ParametersSyntax::Checked))
     }
 
     /// The interface part of the method name.
@@ -71,6 +103,55 @@ impl CallMessage {
     pub fn member(&self) -> &str {
         split_method(&self.method).1
     }
+
+    /// The parameters parsed into a map (for tools and tests; the service does not build one).
+    pub fn parameters_map(&self) -> Map<String, Value> {
+        // The text was parsed as a JSON object already, so this cannot fail.
+        serde_json::from_str(self.parameters).unwrap_or_default()
+    }
+}
+
+/// True when valid JSON `text` nests arrays and objects deeper than `limit`.
+///
+/// serde_json skips over a raw value without a depth limit (iteratively, so safely), while
+/// everything that later decodes the parameters has a recursion limit; checking here keeps
+/// "too deep" a protocol error of the envelope, as for every other malformed message.
+/// Strings are skipped with memchr, so a large message costs little; text shorter than
+/// `2 * limit` bytes cannot nest that deep and is not scanned at all.
+fn exceeds_depth(text: &[u8], limit: usize) -> bool {
+    if text.len() <= 2 * limit {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &text[i..]) {
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j + 1;
+                            break;
+                        }
+                        None => return false,
+                    }
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Splits `a.b.Method` into (`a.b`, `Method`); validated names always contain a dot.
@@ -78,9 +159,208 @@ fn split_method(method: &str) -> (&str, &str) {
     method.rsplit_once('.').unwrap_or(("", method))
 }
 
-impl<'de> Deserialize<'de> for CallMessage {
+/// Whether [`CallMessage::parse_envelope`] checked the parameters' JSON syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParametersSyntax {
+    /// Valid JSON.
+    Checked,
+    /// Only the brackets were matched (and the nesting depth checked).
+    Unchecked,
+}
+
+/// Checks that `parameters` (from [`CallMessage::parse_envelope`]) is valid JSON.
+pub(crate) fn validate_json(parameters: &str) -> Result<(), ProtocolError> {
+    serde_json::from_str::<IgnoredAny>(parameters)
+        .map(drop)
+        .map_err(|e| ProtocolError::new(format!("invalid parameters: {e}")))
+}
+
+/// The fast path of envelope parsing, for calls as real peers write them: an object whose keys
+/// are `method`, `parameters` and the flags, each once, without escapes, with any JSON
+/// whitespace. The parameters object is only bracket-matched here (strings skipped with
+/// memchr); its syntax is checked by whoever reads it next. Anything else (vendor keys, escapes,
+/// errors of any kind) returns `None` and goes through the serde_json parser, which decides.
+///
+/// Hand-written because this runs for every call and serde_json's general machinery costs
+/// several times more on these few bytes (it validates and scans each key separately).
+fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut method: Option<&str> = None;
+    let mut parameters: Option<&str> = None;
+    let mut seen_parameters = false;
+    let (mut oneway, mut more, mut upgrade) = (None, None, None);
+    loop {
+        at = skip_whitespace(bytes, at + 1);
+        let (key, after) = plain_string(text, at)?;
+        at = skip_whitespace(bytes, after);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+        at = match key {
+            "method" if method.is_none() => {
+                let (name, after) = plain_string(text, at)?;
+                method = Some(name);
+                after
+            }
+            "parameters" if !seen_parameters => {
+                seen_parameters = true;
+                if bytes[at..].starts_with(b"null") {
+                    at + 4
+                } else {
+                    let end = skip_object(bytes, at, MAX_JSON_DEPTH - 1)?;
+                    parameters = Some(&text[at..end]);
+                    end
+                }
+            }
+            "oneway" if oneway.is_none() => literal_bool(bytes, at, &mut oneway)?,
+            "more" if more.is_none() => literal_bool(bytes, at, &mut more)?,
+            "upgrade" if upgrade.is_none() => literal_bool(bytes, at, &mut upgrade)?,
+            _ => return None,
+        };
+        at = skip_whitespace(bytes, at);
+        match bytes.get(at) {
+            Some(b',') => continue,
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    if skip_whitespace(bytes, at + 1) != bytes.len() {
+        return None;
+    }
+    let method = method.filter(|m| is_qualified_method(m))?;
+    let flags = CallFlags {
+        oneway: oneway.unwrap_or(false),
+        more: more.unwrap_or(false),
+        upgrade: upgrade.unwrap_or(false),
+    };
+    if u8::from(flags.oneway) + u8::from(flags.more) + u8::from(flags.upgrade) > 1 {
+        return None;
+    }
+    Some(CallMessage {
+        method: Cow::Borrowed(method),
+        parameters: parameters.unwrap_or(EMPTY_PARAMETERS),
+        flags,
+    })
+}
+
+/// The index of the first byte at or after `at` that is not JSON whitespace.
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// A string at `at` without escapes or control characters, and the index after its closing
+/// quote; `None` for anything else. (Keys and method names are short: a plain loop beats
+/// memchr's set-up here.)
+fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    for (offset, byte) in bytes[start..].iter().enumerate() {
+        match byte {
+            b'"' => return Some((&text[start..start + offset], start + offset + 1)),
+            b'\\' | 0..0x20 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `true` or `false` at `at` into `slot`; the index after it.
+fn literal_bool(bytes: &[u8], at: usize, slot: &mut Option<bool>) -> Option<usize> {
+    if bytes[at..].starts_with(b"true") {
+        *slot = Some(true);
+        Some(at + 4)
+    } else if bytes[at..].starts_with(b"false") {
+        *slot = Some(false);
+        Some(at + 5)
+    } else {
+        None
+    }
+}
+
+/// The index after the object that starts at `at`, matching brackets outside strings; `None`
+/// if it does not start with `{`, is unterminated, or nests deeper than `limit`.
+fn skip_object(bytes: &[u8], at: usize, limit: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut i = at;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'"' => i = skip_string(bytes, i + 1)?,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return None;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index after the closing quote of the string whose contents start at `i`.
+fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+    // Most strings are short: look at a few bytes directly before paying memchr's set-up.
+    const SHORT: usize = 16;
+    let short_end = bytes.len().min(i + SHORT);
+    while i < short_end {
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    loop {
+        let j = memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
+        if bytes[i + j] == b'\\' {
+            i += j + 2;
+        } else {
+            return Some(i + j + 1);
+        }
+    }
+}
+
+/// A string borrowed from the input when it has no escapes (serde's own `Cow<str>` always
+/// copies).
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(CallVisitor)
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
     }
 }
 
@@ -89,29 +369,39 @@ impl<'de> Deserialize<'de> for CallMessage {
 struct CallVisitor;
 
 impl<'de> Visitor<'de> for CallVisitor {
-    type Value = CallMessage;
+    type Value = CallMessage<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a varlink call object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CallMessage, A::Error> {
-        let mut method: Option<String> = None;
-        let mut parameters: Option<Map<String, Value>> = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CallMessage<'de>, A::Error> {
+        let mut method: Option<Cow<'de, str>> = None;
+        let mut parameters: Option<&'de RawValue> = None;
         let mut seen_parameters = false;
         let (mut oneway, mut more, mut upgrade) = (None, None, None);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
             match &*key {
-                "method" => set_once(&mut method, map.next_value()?, "method")?,
+                "method" => {
+                    let CowStr(name) = map
+                        .next_value()
+                        .map_err(|_| de::Error::custom("\"method\" must be a string"))?;
+                    set_once(&mut method, name, "method")?;
+                }
                 "parameters" => {
                     if std::mem::replace(&mut seen_parameters, true) {
                         return Err(de::Error::custom("duplicate key \"parameters\""));
                     }
-                    parameters = map
-                        .next_value::<Option<Map<String, Value>>>()
-                        .map_err(|_| {
-                            de::Error::custom("\"parameters\" must be an object or null")
-                        })?;
+                    let raw: &'de RawValue = map.next_value()?;
+                    match raw.get().as_bytes().first() {
+                        Some(b'{') => parameters = Some(raw),
+                        Some(b'n') => {}
+                        _ => {
+                            return Err(de::Error::custom(
+                                "\"parameters\" must be an object or null",
+                            ));
+                        }
+                    }
                 }
                 "oneway" => set_once(&mut oneway, flag(&mut map, "oneway")?, "oneway")?,
                 "more" => set_once(&mut more, flag(&mut map, "more")?, "more")?,
@@ -145,7 +435,7 @@ impl<'de> Visitor<'de> for CallVisitor {
         }
         Ok(CallMessage {
             method,
-            parameters: parameters.unwrap_or_default(),
+            parameters: parameters.map_or(EMPTY_PARAMETERS, RawValue::get),
             flags,
         })
     }
@@ -169,8 +459,11 @@ fn is_qualified_method(method: &str) -> bool {
     match method.rsplit_once('.') {
         Some((iface, member)) => {
             !iface.is_empty()
-                && member.starts_with(|c: char| c.is_ascii_uppercase())
-                && member.chars().all(|c| c.is_ascii_alphanumeric())
+                && member
+                    .as_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_uppercase)
+                && member.bytes().all(|c| c.is_ascii_alphanumeric())
         }
         None => false,
     }
@@ -296,7 +589,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(s: &str) -> Result<CallMessage, ProtocolError> {
+    fn parse(s: &str) -> Result<CallMessage<'_>, ProtocolError> {
         CallMessage::parse(s.as_bytes())
     }
 
@@ -304,7 +597,7 @@ mod tests {
     fn parses_minimal_and_python_style_calls() {
         let c = parse(r#"{"method":"a.b.C"}"#).unwrap();
         assert_eq!((c.interface(), c.member()), ("a.b", "C"));
-        assert!(c.parameters.is_empty());
+        assert_eq!(c.parameters, "{}");
         let c = parse(r#"{"method": "a.b.C", "more": false, "parameters": {}}"#).unwrap();
         assert_eq!(c.flags, CallFlags::default());
         let c = parse(r#" {"parameters":null,"method":"a.b.C","more":true} "#).unwrap();
@@ -403,5 +696,104 @@ mod depth_tests {
             "{deepest_ok:?}"
         );
         assert!(CallMessage::parse(nested(10_000).as_bytes()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The serde_json parser alone, as the reference for the fast path.
+    fn reference(text: &str) -> Result<CallMessage<'_>, ProtocolError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let call = de
+            .deserialize_map(CallVisitor)
+            .and_then(|call| de.end().map(|()| call))
+            .map_err(|e| ProtocolError::new(e.to_string()))?;
+        if exceeds_depth(call.parameters.as_bytes(), MAX_JSON_DEPTH - 1) {
+            return Err(ProtocolError::new("too deep"));
+        }
+        Ok(call)
+    }
+
+    /// Envelope pieces as peers write them, plus near misses.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#""method":"a.b.C""#.to_owned()),
+            Just(r#""method":"io.x.Echo2""#.to_owned()),
+            Just(r#""method":"a.b.c""#.to_owned()),
+            Just(r#""method":"a\u002eb.C""#.to_owned()),
+            Just(r#""method":"Method""#.to_owned()),
+            Just(r#""method":1"#.to_owned()),
+            Just(r#""parameters":{}"#.to_owned()),
+            Just(r#""parameters":null"#.to_owned()),
+            Just(r#""parameters":nul"#.to_owned()),
+            Just(r#""parameters":[]"#.to_owned()),
+            Just(r#""parameters":{"text":"he\"}llo","n":[1,{"a":"]"}]}"#.to_owned()),
+            Just(r#""parameters":{"a":]}"#.to_owned()),
+            Just(r#""parameters":{"a":[}"#.to_owned()),
+            Just(r#""parameters": { "x" : "\\" } "#.to_owned()),
+            Just(r#""more":true"#.to_owned()),
+            Just(r#""more":false"#.to_owned()),
+            Just(r#""oneway":true"#.to_owned()),
+            Just(r#""upgrade":true"#.to_owned()),
+            Just(r#""more":truex"#.to_owned()),
+            Just(r#""more":"yes""#.to_owned()),
+            Just(r#""org.example.vendor":{"x":[1]}"#.to_owned()),
+            Just(r#""bogus":1"#.to_owned()),
+            Just(r#""met\u0068od":"a.b.C""#.to_owned()),
+            Just("\"method\":\"a.b\u{1}.C\"".to_owned()),
+        ]
+    }
+
+    fn envelope() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(piece(), 0..5),
+            prop::sample::select(vec!["", " ", "\n\t ", "\r"]),
+            prop::sample::select(vec!["", "}", ",", " x", "{"]),
+        )
+            .prop_map(|(pieces, ws, tail)| {
+                let sep = format!("{ws},{ws}");
+                format!("{ws}{{{ws}{}{ws}}}{tail}", pieces.join(&sep))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever the fast path accepts, the serde_json parser accepts identically, and
+        /// `parse` (fast path + syntax check) agrees with the reference on every input.
+        #[test]
+        fn fast_path_agrees_with_serde_json(text in envelope()) {
+            if let Some(fast) = scan_canonical(&text) {
+                let slow = reference(&text);
+                // The fast path leaves the parameters' syntax to later: compare only where
+                // they are valid JSON, and otherwise `parse` must still fail.
+                if validate_json(fast.parameters).is_ok() {
+                    prop_assert_eq!(Ok(fast), slow);
+                } else {
+                    prop_assert!(slow.is_err(), "reference accepted {text:?}");
+                }
+            }
+            prop_assert_eq!(CallMessage::parse(text.as_bytes()).is_ok(), reference(&text).is_ok(),
+                "{:?}", text);
+            if let (Ok(a), Ok(b)) = (CallMessage::parse(text.as_bytes()), reference(&text)) {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_calls_take_the_fast_path() {
+        for text in [
+            r#"{"method":"a.b.C"}"#,
+            r#"{"method":"a.b.C","parameters":{"text":"hello"}}"#,
+            r#" { "parameters" : null , "method" : "a.b.C" , "more" : true } "#,
+            r#"{"method":"a.b.C","parameters":{"x":"\"}"},"oneway":true}"#,
+        ] {
+            let fast = scan_canonical(text).unwrap_or_else(|| panic!("slow path for {text}"));
+            assert_eq!(Ok(fast), reference(text));
+        }
     }
 }
