@@ -34,28 +34,28 @@
 //! # On JSON text
 //!
 //! [`check_value_str`] and [`check_parameters_str`] check JSON text (for parameters: an object,
-//! or `null` for none) in one streaming pass of `serde_json::Deserializer`, with no `Value` and,
-//! on valid ordinary input, no allocation (strings are borrowed; escapes use serde_json's scratch
-//! buffer, a map key with escapes is copied, a map of more than 16 entries keeps its keys on the
-//! heap). They give exactly the verdict, path and reason of `serde_json::from_str` into a `Map`
-//! (a `Value` for [`check_value_str`]) followed by [`check_parameters`] ([`check_value`]): each
-//! object remembers its first undeclared key and the last occurrence's verdict of each declared
-//! field or map key, and applies the order above at its end; duplicates mean what they mean in
-//! the `Map`, and serde_json's raw-value token (an object whose first key is
-//! `$serde_json::private::RawValue` stands for the JSON in its string) is honoured where `Value`
-//! honours it. Struct field names are assumed unique, as [`parse`](crate::parse) ensures. Text
-//! serde_json would not parse (syntax, trailing characters, nesting beyond 128) gives the empty
-//! path and a reason starting with `invalid JSON`; parameters that are neither an object nor
-//! `null` give `expected object, found ...`.
-
+//! or `null` for none) with no `Value` and, on valid ordinary input, no allocation. Most valid
+//! text is accepted by a hand-written scanner that never allocates; anything else goes through
+//! one streaming pass of `serde_json::Deserializer` (strings are borrowed; escapes use
+//! serde_json's scratch buffer, a map key with escapes is copied, a map of more than 16 entries
+//! keeps its keys on the heap). They give exactly the verdict, path and reason of
+//! `serde_json::from_str` into a `Map` (a `Value` for [`check_value_str`]) followed by
+//! [`check_parameters`] ([`check_value`]): each object remembers its first undeclared key and the
+//! last occurrence's verdict of each declared field or map key, and applies the order above at
+//! its end; duplicates mean what they mean in the `Map`, and serde_json's raw-value token (an
+//! object whose first key is `$serde_json::private::RawValue` stands for the JSON in its string)
+//! is honoured where `Value` honours it. Struct field names are assumed unique, as
+//! [`parse`](crate::parse) ensures. Text serde_json would not parse (syntax, trailing characters,
+//! nesting beyond 128) gives the empty path and a reason starting with `invalid JSON`; parameters
+//! that are neither an object nor `null` give `expected object, found ...`.
 //!
 //! # Who does what
 //!
 //! - This module: the tree checker ([`check_value`], [`check_parameters`]), the entry points on
 //!   text, and the type walk the text checkers share ([`resolve`], [`leaf_accepts`]).
-//! - `fast`: a hand-written scanner that only ever *accepts*: flat or nested values whose strings
-//!   have no escapes, ordinary numbers, no duplicate struct keys. Anything else, and every error,
-//!   makes it give up, and the text goes to `stream`.
+//! - `fast`: the scanner, which only ever *accepts*: values (nested or not) whose strings have no
+//!   escapes, ordinary numbers, structs without duplicate keys. Anything else, and every error,
+//!   makes it give up, and the text goes to `stream` from the start.
 //! - `stream`: the complete checker on text, a serde_json streaming pass that owns every error,
 //!   path and reason.
 
@@ -102,6 +102,7 @@ pub fn check_parameters(
 /// Text that is not one JSON value (a syntax error, trailing characters, nesting beyond
 /// serde_json's limit of 128) gives a [`CheckError`] with an empty path and a reason starting
 /// with `invalid JSON`.
+#[inline] // the fast path's call, inlined into the caller
 pub fn check_value_str(iface: &Interface, ty: &Type, json: &str) -> Result<(), CheckError> {
     // Most valid text is accepted by the fast scanner; the rest (and every error) is decided by
     // the streaming checker, from the start.
@@ -114,6 +115,7 @@ pub fn check_value_str(iface: &Interface, ty: &Type, json: &str) -> Result<(), C
 /// Like [`check_parameters`], on the parameters' JSON text: an object, or `null` meaning the
 /// empty object. Another kind of value gives an error with the empty path (`expected object,
 /// found array`); text that is not JSON gives an error as in [`check_value_str`].
+#[inline] // the fast path's call, inlined into the caller
 pub fn check_parameters_str(
     iface: &Interface,
     fields: &[Field],
@@ -258,6 +260,7 @@ fn resolve<'a>(
 
 /// Whether a value of `kind` (`s`: the string's bytes, if it is one) matches a type [`resolve`]
 /// returned, as far as can be told without descending (containers: the kind only).
+#[inline]
 fn leaf_accepts(ty: &Type, kind: Kind, s: Option<&[u8]>) -> bool {
     match ty {
         Type::Bool => kind == Kind::Bool,

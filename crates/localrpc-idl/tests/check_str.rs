@@ -1,9 +1,10 @@
 //! The checker on JSON text: hand-written cases for the order of reports, escaped keys,
-//! duplicates, invalid text and depth, each compared with the checker on the parsed value.
+//! duplicates, invalid text and depth, each compared with the checker on the parsed value; the
+//! streaming checker alone must agree too, and the fast scanner may accept only valid text.
 
 use localrpc_idl::{
-    CheckError, Field, Interface, Type, check_parameters, check_parameters_str, check_value,
-    check_value_str, parse,
+    __check_str, CheckError, Field, Interface, Type, check_parameters, check_parameters_str,
+    check_value, check_value_str, parse,
 };
 use serde_json::{Map, Value};
 
@@ -44,11 +45,20 @@ fn err(path: &str, reason: &str) -> Result<(), CheckError> {
     })
 }
 
-/// `check_parameters_str` on `text`, asserted equal to parse-then-`check_parameters`.
+/// `check_parameters_str` on `text`, asserted equal to parse-then-`check_parameters` (and to
+/// the streaming checker alone; the fast scanner accepts only if that is `Ok`).
 fn params(method: &str, text: &str) -> Result<(), CheckError> {
     let iface = iface();
     let fields = input(&iface, method);
     let got = check_parameters_str(&iface, &fields, text);
+    assert_eq!(
+        got,
+        __check_str::check_parameters_str(&iface, &fields, text),
+        "{text}"
+    );
+    if __check_str::accepts_parameters(&iface, &fields, text) {
+        assert_eq!(got, Ok(()), "the fast scanner accepts {text}");
+    }
     // `null` means no parameters.
     let parsed = match serde_json::from_str::<Value>(text) {
         Ok(Value::Null) => Ok(Map::new()),
@@ -61,14 +71,24 @@ fn params(method: &str, text: &str) -> Result<(), CheckError> {
     got
 }
 
-/// `check_value_str` on `text`, asserted equal to parse-then-`check_value`.
+/// `check_value_str` on `text`, asserted equal to parse-then-`check_value` (and to the streaming
+/// checker alone; the fast scanner accepts only if that is `Ok`).
 fn value(iface: &Interface, ty: &Type, text: &str) -> Result<(), CheckError> {
     let got = check_value_str(iface, ty, text);
+    assert_eq!(got, __check_str::check_value_str(iface, ty, text), "{text}");
+    if __check_str::accepts_value(iface, ty, text) {
+        assert_eq!(got, Ok(()), "the fast scanner accepts {text}");
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(v) => assert_eq!(got, check_value(iface, ty, &v), "{text}"),
         Err(_) => assert!(is_invalid(&got), "{text}: {got:?}"),
     }
     got
+}
+
+/// Whether the fast scanner decides `text` for `ty` on its own.
+fn fast(ty: &Type, text: &str) -> bool {
+    __check_str::accepts_value(&iface(), ty, text)
 }
 
 fn named(name: &str) -> Type {
@@ -388,6 +408,132 @@ fn serde_json_raw_value_token() {
         format!(r#"{{"{token}": "5 5"}}"#),
     ] {
         assert!(is_invalid(&value(&iface, &Type::Int, &bad)), "{bad}");
+    }
+}
+
+#[test]
+fn fast_scanner_takes_the_common_shapes() {
+    let iface = iface();
+    for (method, text) in [
+        ("Echo", r#"{"text":"hello"}"#),
+        ("Echo", " {\t\"text\" :\r\n \"héllo 😀\" } \n"),
+        (
+            "Set",
+            r#"{"level": null, "text": "", "config": {"mode": "fast", "tags": {"a": {"b": [1]}},
+                "labels": {}, "items": [{"count": -9223372036854775808, "name": "x"}]}}"#,
+        ),
+    ] {
+        assert_eq!(params(method, text), Ok(()), "{text}");
+        let fields = input(&iface, method);
+        assert!(
+            __check_str::accepts_parameters(&iface, &fields, text),
+            "{text}"
+        );
+    }
+    assert!(__check_str::accepts_parameters(&iface, &[], "null"));
+    let long = format!(r#"{{"text": "{}"}}"#, "long text ".repeat(100));
+    assert!(__check_str::accepts_parameters(
+        &iface,
+        &input(&iface, "Echo"),
+        &long
+    ));
+    for (ty, text) in [
+        (Type::Int, "0"),
+        (Type::Int, "-7"),
+        (Type::Int, "18446744073709551615"),
+        (Type::Float, "-0"),
+        (Type::Float, "1.5e-07"),
+        (Type::Float, "18446744073709551616"),
+        (Type::Any, r#"[{"a": [true, false, null]}, "x", 1E+2]"#),
+        (Type::Object, r#"{"a": {}, "a": 1}"#),
+    ] {
+        assert_eq!(value(&iface, &ty, text), Ok(()), "{text}");
+        assert!(fast(&ty, text), "{text}");
+    }
+}
+
+#[test]
+fn fast_scanner_leaves_the_rest_to_serde_json() {
+    let iface = iface();
+    // Valid, but decided by the streaming checker.
+    for (ty, text) in [
+        (Type::String, r#""esc\naped""#),
+        (Type::String, r#""\u00e9""#),
+        (Type::Float, "1e100"),
+        (Type::Float, "1e-400"),
+        (Type::Float, &"1".repeat(65)),
+        (Type::Object, r#"{"$serde_json::private::RawValue": "{}"}"#),
+        (named("Item"), r#"{"name": "a", "name": "b"}"#),
+    ] {
+        assert_eq!(value(&iface, &ty, text), Ok(()), "{text}");
+        assert!(!fast(&ty, text), "{text}");
+    }
+    let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
+    assert_eq!(value(&iface, &Type::Any, &deep), Ok(()));
+    assert!(!fast(&Type::Any, &deep));
+    // Not JSON, or not what serde_json accepts: the scanner must not accept any of these.
+    for text in [
+        "",
+        " ",
+        "-",
+        "+1",
+        "01",
+        "-01",
+        "1.",
+        ".5",
+        "1e",
+        "1e+",
+        "1.5.5",
+        "0x1",
+        "1 2",
+        "tru",
+        "truex",
+        "nul",
+        "NaN",
+        "\"abc",
+        "\"a\u{1}b\"",
+        "\"a\tb\"",
+        "\"\\x\"",
+        "\"\\ud800\"",
+        "1e400",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "{\"a\" 1}",
+        "{\"a\":}",
+        "{,}",
+        "{\"a\":1,}",
+        "{1:2}",
+        "[1]]",
+        "[\u{c}1]",
+        "[\u{b}1]",
+        "[\u{a0}1]",
+        "1\u{0}",
+    ] {
+        assert!(!fast(&Type::Any, text), "{text:?}");
+        let _ = value(&iface, &Type::Any, text);
+    }
+}
+
+/// The scanner reads short strings byte by byte and long ones eight bytes at a time: a quote, a
+/// backslash or a control character at every offset of strings of many lengths.
+#[test]
+fn strings_of_every_length() {
+    let iface = iface();
+    for len in 0..48 {
+        for at in 0..len {
+            for special in ['"', '\\', '\u{0}', '\u{1f}', ' ', '\u{7f}', 'é', '😀'] {
+                let mut s: Vec<char> = vec!['x'; len];
+                s[at] = special;
+                let s: String = s.into_iter().collect();
+                // Raw, then with whatever follows a string inside an object.
+                let _ = value(&iface, &Type::String, &format!("\"{s}\""));
+                let _ = value(&iface, &Type::Object, &format!("{{\"{s}\": \"{s}\"}}"));
+            }
+        }
+        let plain = "é".repeat(len);
+        assert!(fast(&Type::String, &format!("\"{plain}\"")));
+        assert!(!fast(&Type::String, &format!("\"{plain}")));
     }
 }
 

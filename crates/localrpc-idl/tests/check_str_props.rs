@@ -76,6 +76,9 @@ const STRINGS: &[&str] = &[
     "😀 emoji",
     "/slash/",
     "\u{1}ctl",
+    // Past the scanner's byte-by-byte start (16 bytes).
+    "a string longer than sixteen bytes, scanned eight at a time",
+    "long enough for the eight-byte scan, then a quote \" and a tab\t",
     "fast",
     "FAST",
     "slow",

@@ -1,6 +1,6 @@
-//! The complete checker on JSON text (the fast path in `fast` having given up): one streaming pass of `serde_json::Deserializer` driven by
-//! [`DeserializeSeed`]/[`Visitor`] implementations parameterised by the IDL type, with no
-//! `serde_json::Value` built.
+//! The complete checker on JSON text, for what the scanner in `fast` does not accept: one
+//! streaming pass of `serde_json::Deserializer` driven by [`DeserializeSeed`]/[`Visitor`]
+//! implementations parameterised by the IDL type, with no `serde_json::Value` built.
 //!
 //! It must give exactly the verdict of "parse into a `Map`/`Value`, then run the tree checker",
 //! while it sees keys in document order. So each object remembers what the tree checker would
