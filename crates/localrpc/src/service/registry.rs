@@ -80,7 +80,7 @@ impl ReplyParameters {
 
     /// `value` serialized; it must serialize to a JSON object (or `null`, meaning none).
     pub fn new(value: &(impl Serialize + ?Sized)) -> Result<ReplyParameters, ErrorReply> {
-        let mut encoded = Vec::with_capacity(128);
+        let mut encoded = SPARE_REPLY_BUFFER.take();
         encoded.extend_from_slice(PARAMETERS_PREFIX);
         if let Err(e) = serde_json::to_writer(&mut encoded, value) {
             return Err(internal_error(format!("reply does not serialize: {e}")));
@@ -105,8 +105,20 @@ impl ReplyParameters {
             *out = self.encoded;
         } else {
             out.extend_from_slice(&self.encoded);
+            if self.encoded.capacity() <= SPARE_REPLY_CAPACITY {
+                self.encoded.clear();
+                SPARE_REPLY_BUFFER.set(self.encoded);
+            }
         }
     }
+}
+
+/// Largest buffer kept for the next reply on the same thread.
+const SPARE_REPLY_CAPACITY: usize = 4096;
+
+thread_local! {
+    /// One buffer kept per thread between replies, so a small reply costs no allocation.
+    static SPARE_REPLY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Default for ReplyParameters {
@@ -818,10 +830,11 @@ impl Service {
             }
             Ok(Err(reply))
         };
-        let Some(entry) = self.interfaces.get(call.interface()) else {
-            return refuse(ErrorReply::interface_not_found(call.interface()));
+        let (interface, member) = call.split_method();
+        let Some(entry) = self.interfaces.get(interface) else {
+            return refuse(ErrorReply::interface_not_found(interface));
         };
-        let Some(slot) = entry.methods.get(call.member()) else {
+        let Some(slot) = entry.methods.get(member) else {
             return refuse(ErrorReply::method_not_found(&call.method));
         };
         let Member::Method(declaration) = &entry.idl.members[slot.member] else {

@@ -94,6 +94,11 @@ impl<'a> CallMessage<'a> {
         Ok((call, ParametersSyntax::Checked))
     }
 
+    /// The interface and member parts of the method name.
+    pub fn split_method(&self) -> (&str, &str) {
+        split_method(&self.method)
+    }
+
     /// The interface part of the method name.
     pub fn interface(&self) -> &str {
         split_method(&self.method).0
