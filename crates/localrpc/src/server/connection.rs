@@ -5,6 +5,13 @@
 //! `write_timeout`, a partly received message by `message_timeout`, and an idle connection by
 //! `idle_timeout` and by the server draining.
 //!
+//! Memory: a connection that handles small messages holds no read buffer while it waits for
+//! input. One that grew its buffers for a large message (or a long batch) keeps them while
+//! it stays busy, so consecutive large calls reuse the same memory instead of mapping and
+//! zeroing it anew, and frees them once it has waited [`RELEASE_BUFFERS_AFTER`] for its next
+//! call, or after [`RELEASE_BUFFERS_AFTER_SMALL_CALLS`] small calls in a row. Only that case
+//! arms a timer.
+//!
 //! File descriptors: only when the service has a method that accepts them and the stream is
 //! a Unix socket does a connection read with `recvmsg` (see `transport::FdReceiver`); then each
 //! message's descriptors go to its call. Replies carrying descriptors are written with them at
@@ -21,12 +28,24 @@ use tokio::time::Instant;
 use super::{ServerConfig, ServerStats};
 use crate::service::{BoxFuture, Dispatched, Output, Peer, Service, UpgradeHandler};
 use crate::transport::{FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds};
-use crate::wire::Framer;
+use crate::wire::{Framer, READ_RESERVE};
 
-/// Bytes asked of the kernel per read.
-const READ_SIZE: usize = 64 * 1024;
-/// Output buffers larger than this are freed after being written out.
+/// Output buffers up to this size are kept while the connection is idle; larger ones only
+/// while it is busy (see [`RELEASE_BUFFERS_AFTER`]).
 const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+/// How long a connection holding buffers larger than the small-message ones (a read buffer
+/// over [`READ_RESERVE`], an output buffer over [`KEEP_OUTPUT_CAPACITY`]) waits for its next
+/// call before freeing them. Long enough to span the gap between the calls of a client
+/// busy with large messages, short enough that an idle connection soon costs next to nothing.
+const RELEASE_BUFFERS_AFTER: Duration = Duration::from_millis(200);
+/// After this many calls in a row without a large message or a large batch of replies, a
+/// connection frees its large buffers as soon as it waits for input, even if its calls come
+/// more often than [`RELEASE_BUFFERS_AFTER`]: one large call does not pin memory for the
+/// rest of a chatty connection's life.
+const RELEASE_BUFFERS_AFTER_SMALL_CALLS: u32 = 16;
+/// Freeing buffers of at least this many bytes also asks the allocator to return its free
+/// memory to the system (see [`return_free_memory`]).
+const RETURN_MEMORY_AFTER_FREEING: usize = 1024 * 1024;
 /// Bytes a connection may read before it yields to the runtime. While a socket stays
 /// readable, tokio's cooperative budget (128 operations) lets one poll read ~25 MiB; the
 /// worker polls no I/O meanwhile, so other connections' calls wait tens of milliseconds.
@@ -62,10 +81,9 @@ impl ConnectionOutput {
                 "the peer is not reading its replies",
             )),
         };
+        // The capacity stays for the next replies; `release_buffers` frees a large one once
+        // the connection is idle.
         self.pending.clear();
-        if self.pending.capacity() > KEEP_OUTPUT_CAPACITY {
-            self.pending = Vec::new();
-        }
         result
     }
 }
@@ -148,7 +166,7 @@ pub(super) async fn run(
         pending_fds: Vec::new(),
         write_timeout: config.write_timeout,
     };
-    match serve(
+    let end = serve(
         service,
         config,
         stats,
@@ -157,8 +175,18 @@ pub(super) async fn run(
         &mut draining,
         &peer,
     )
-    .await
-    {
+    .await;
+    if !matches!(end, End::Upgrade(_)) {
+        // Give large buffers back now rather than when the task is dropped, so the allocator
+        // can return them to the system.
+        let freed = input.framer.capacity() + output.pending.capacity();
+        input.framer = Framer::new(config.max_message_size);
+        output.pending = Vec::new();
+        if freed >= RETURN_MEMORY_AFTER_FREEING {
+            return_free_memory();
+        }
+    }
+    match end {
         End::PeerClosed => tracing::trace!(peer = ?peer.credentials, "connection finished"),
         End::Drained => {
             tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
@@ -187,12 +215,14 @@ async fn serve(
     let mut partial_since: Option<Instant> = None;
     // Bytes read since this connection last yielded to the runtime.
     let mut read_since_yield = 0usize;
+    // Calls in a row that needed no large buffer (see RELEASE_BUFFERS_AFTER_SMALL_CALLS).
+    let mut small_calls = 0u32;
     loop {
         // Dispatch every complete message already buffered, in order.
         loop {
             let start = framer.position();
-            let message = match framer.next_message() {
-                Ok(Some(message)) => message,
+            let len = match framer.next_message_len() {
+                Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(too_large) => {
                     ServerStats::bump(&stats.oversized_messages);
@@ -202,15 +232,23 @@ async fn serve(
             };
             partial_since = None;
             ServerStats::bump(&stats.calls);
+            // The message is handled where it was read, then dropped from the buffer.
+            let message = &framer.buffered()[..len];
             let dispatched = match fds.as_mut() {
-                None => service.handle_peer(&message, peer, output).await,
+                None => service.handle_peer(message, peer, output).await,
                 Some(fds) => {
                     let fds = fds.take(start);
                     service
-                        .handle_peer_with_fds(&message, peer, fds, output)
+                        .handle_peer_with_fds(message, peer, fds, output)
                         .await
                 }
             };
+            framer.consume_message(len);
+            if len > READ_RESERVE || output.pending.len() > KEEP_OUTPUT_CAPACITY {
+                small_calls = 0;
+            } else {
+                small_calls = small_calls.saturating_add(1);
+            }
             match dispatched {
                 Ok(Dispatched::Continue) => {}
                 Ok(Dispatched::Upgrade(handler)) => {
@@ -241,7 +279,17 @@ async fn serve(
             Some(*partial_since.get_or_insert_with(Instant::now) + config.message_timeout)
         };
         let before = framer.buffered().len();
-        match read_some(framer, fds.as_mut(), &output.stream, draining, deadline).await {
+        let keep_buffers = small_calls < RELEASE_BUFFERS_AFTER_SMALL_CALLS;
+        match read_some(
+            framer,
+            fds.as_mut(),
+            output,
+            draining,
+            deadline,
+            keep_buffers,
+        )
+        .await
+        {
             Ok(Read::Bytes) => {
                 read_since_yield += framer.buffered().len().saturating_sub(before);
                 if read_since_yield >= YIELD_AFTER_BYTES {
@@ -281,60 +329,242 @@ fn write_failed(stats: &ServerStats, error: io::Error) -> End {
     End::Closed("write failed", error.to_string())
 }
 
-/// Reads at least one byte, or EOF. An idle connection holds no read buffer: memory is
-/// reserved only once the socket has data. Stops with `Drained` when the server drains
-/// while nothing is buffered, and with `TimedOut` at `deadline` (idle or slow-sender limit).
+/// Whether the connection holds more memory than a small-message connection does: a read
+/// buffer grown past [`READ_RESERVE`] or an output buffer past [`KEEP_OUTPUT_CAPACITY`].
+fn holds_large_buffers(framer: &Framer, output: &ConnectionOutput) -> bool {
+    framer.capacity() > READ_RESERVE || output.pending.capacity() > KEEP_OUTPUT_CAPACITY
+}
+
+/// Frees the buffers of an idle connection: the read buffer entirely, the output buffer if it
+/// is large (it is empty between batches).
+fn release_buffers(framer: &mut Framer, output: &mut ConnectionOutput) {
+    let held = framer.capacity();
+    framer.shrink_if_idle(0);
+    let mut freed = held.saturating_sub(framer.capacity());
+    if output.pending.is_empty() && output.pending.capacity() > KEEP_OUTPUT_CAPACITY {
+        freed += output.pending.capacity();
+        output.pending = Vec::new();
+    }
+    if freed >= RETURN_MEMORY_AFTER_FREEING {
+        return_free_memory();
+    }
+}
+
+/// Asks the allocator to return free memory to the system. glibc's malloc keeps freed chunks
+/// of its per-thread arenas (where it serves allocations of up to 32 MiB once large blocks
+/// have been freed) and rarely trims them, so the buffers of a large call would stay in the
+/// daemon's RSS after being freed. Called only after freeing at least
+/// [`RETURN_MEMORY_AFTER_FREEING`] bytes, so small-message connections never pay for it.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc holds free; it
+    // locks each arena itself, so any thread may call it at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// What woke `read_some`.
+enum Wake {
+    Readable,
+    Release,
+}
+
+/// Reads at least one byte, or EOF. An idle connection holds no read buffer while it waits:
+/// memory is reserved only once the socket has data. A connection with large buffers keeps
+/// them, if `keep_buffers`, for [`RELEASE_BUFFERS_AFTER`], then frees them and goes on
+/// waiting. Stops with `Drained` when the server drains while nothing is buffered, and with
+/// `TimedOut` at `deadline` (idle or slow-sender limit).
 async fn read_some(
     framer: &mut Framer,
     mut fds: Option<&mut FdReceiver>,
-    stream: &Stream,
+    output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
     deadline: Option<Instant>,
+    keep_buffers: bool,
 ) -> io::Result<Read> {
     let idle = framer.buffered().is_empty();
+    // Armed only for a connection that grew its buffers, so small-message connections pay
+    // for no timer.
+    let mut release_pending = false;
     if idle {
-        framer.shrink_if_idle(0);
+        if !holds_large_buffers(framer, output) {
+            framer.shrink_if_idle(0);
+        } else if keep_buffers {
+            release_pending = true;
+        } else {
+            release_buffers(framer, output);
+        }
     }
+    let release_at = release_pending.then(|| Instant::now() + RELEASE_BUFFERS_AFTER);
+    let release = async {
+        match release_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
     let expired = async {
         match deadline {
             Some(deadline) => tokio::time::sleep_until(deadline).await,
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(expired);
+    tokio::pin!(expired, release);
     loop {
-        tokio::select! {
+        let wake = tokio::select! {
             biased;
-            ready = stream.readable() => ready?,
+            ready = output.stream.readable() => {
+                ready?;
+                Wake::Readable
+            }
             _ = draining.wait_for(|d| *d), if idle => return Ok(Read::Drained),
             () = &mut expired => {
                 let what = if idle { "idle timeout" } else { "message not completed in time (slow sender)" };
                 return Err(io::Error::new(io::ErrorKind::TimedOut, what));
             }
+            () = &mut release, if release_pending => Wake::Release,
+        };
+        if let Wake::Release = wake {
+            release_pending = false;
+            release_buffers(framer, output);
+            continue;
         }
-        if let Some(fds) = fds.as_deref_mut() {
-            match fds.try_read(stream, framer) {
+        framer.reserve_for_read();
+        let error = match fds.as_deref_mut() {
+            Some(fds) => match fds.try_read(&output.stream, framer) {
                 Ok(Received::Bytes(_)) => return Ok(Read::Bytes),
                 Ok(Received::Eof) => return Ok(Read::Eof),
                 Ok(Received::Refused(why)) => return Ok(Read::FdsRefused(why)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+                Err(e) => e,
+            },
+            None => match output.stream.try_read_buf(framer.buffer_mut()) {
+                Ok(0) => return Ok(Read::Eof),
+                Ok(_) => return Ok(Read::Bytes),
+                Err(e) => e,
+            },
+        };
+        if error.kind() != io::ErrorKind::WouldBlock {
+            return Err(error);
         }
-        let buffer = framer.buffer_mut();
-        buffer.reserve(READ_SIZE);
-        match stream.try_read_buf(buffer) {
-            Ok(0) => return Ok(Read::Eof),
-            Ok(_) => return Ok(Read::Bytes),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // A spurious wake-up: give the buffer back before waiting again, so an idle
-                // connection holds no read buffer.
-                if idle {
-                    framer.shrink_if_idle(0);
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
+        // A spurious wake-up: unless it keeps its buffers for a while, an idle connection
+        // gives the read buffer back before waiting again, so it holds none while it waits.
+        if idle && !release_pending {
+            framer.shrink_if_idle(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    /// A connection's read side and output over one end of a socket pair, after it handled
+    /// one message of `message_len` bytes and wrote a reply of `reply_len` bytes.
+    async fn after_one_call(
+        message_len: usize,
+        reply_len: usize,
+    ) -> (Framer, ConnectionOutput, UnixStream) {
+        let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
+        let mut framer = Framer::new(crate::wire::DEFAULT_MAX_MESSAGE_SIZE);
+        let mut bytes = vec![b'x'; message_len];
+        bytes.push(0);
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            framer.reserve_for_read();
+            let n = (framer.capacity() - framer.buffered().len()).min(rest.len());
+            framer.buffer_mut().extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        let len = framer.next_message_len().unwrap().unwrap();
+        framer.consume_message(len);
+        let mut output = ConnectionOutput {
+            stream: Stream::Unix(ours),
+            pending: vec![b'y'; reply_len],
+            pending_fds: Vec::new(),
+            write_timeout: Duration::from_secs(5),
+        };
+        let reader = tokio::spawn(async move {
+            let mut reply = vec![0; reply_len];
+            tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut reply)
+                .await
+                .unwrap();
+            theirs
+        });
+        output.write_pending().await.unwrap();
+        (framer, output, reader.await.unwrap())
+    }
+
+    /// Waits in `read_some` until the peer sends a byte after `gap` (virtual time).
+    async fn next_call_after(
+        gap: Duration,
+        framer: &mut Framer,
+        output: &mut ConnectionOutput,
+        peer: UnixStream,
+    ) {
+        next_call_after_keeping(gap, framer, output, peer, true).await;
+    }
+
+    async fn next_call_after_keeping(
+        gap: Duration,
+        framer: &mut Framer,
+        output: &mut ConnectionOutput,
+        mut peer: UnixStream,
+        keep_buffers: bool,
+    ) {
+        let (_drain, mut draining) = watch::channel(false);
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(gap).await;
+            peer.write_all(b"{").await.unwrap();
+            peer
+        });
+        let read = read_some(framer, None, output, &mut draining, None, keep_buffers)
+            .await
+            .unwrap();
+        assert!(matches!(read, Read::Bytes));
+        assert_eq!(framer.buffered(), b"{");
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_buffers_are_kept_while_the_next_call_comes_soon() {
+        let (mut framer, mut output, peer) = after_one_call(1 << 20, 1 << 20).await;
+        let (read_capacity, output_capacity) = (framer.capacity(), output.pending.capacity());
+        assert!(holds_large_buffers(&framer, &output));
+        next_call_after(RELEASE_BUFFERS_AFTER / 4, &mut framer, &mut output, peer).await;
+        assert_eq!(framer.capacity(), read_capacity);
+        assert_eq!(output.pending.capacity(), output_capacity);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_buffers_are_freed_once_the_connection_is_idle() {
+        let (mut framer, mut output, peer) = after_one_call(1 << 20, 1 << 20).await;
+        next_call_after(RELEASE_BUFFERS_AFTER * 4, &mut framer, &mut output, peer).await;
+        // The new call got a fresh read buffer of one read; the reply buffer is gone.
+        assert_eq!(framer.capacity(), READ_RESERVE);
+        assert_eq!(output.pending.capacity(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_buffers_are_freed_at_once_after_many_small_calls() {
+        let (mut framer, mut output, peer) = after_one_call(1 << 20, 1 << 20).await;
+        next_call_after_keeping(
+            RELEASE_BUFFERS_AFTER / 4,
+            &mut framer,
+            &mut output,
+            peer,
+            false,
+        )
+        .await;
+        assert_eq!(framer.capacity(), READ_RESERVE);
+        assert_eq!(output.pending.capacity(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_buffers_are_not_kept_and_arm_no_timer() {
+        let (framer, output, _peer) = after_one_call(100, 100).await;
+        assert_eq!(framer.capacity(), READ_RESERVE);
+        assert!(!holds_large_buffers(&framer, &output));
     }
 }
