@@ -296,6 +296,13 @@ async fn protocol_violations_close_the_connection() {
         r#"{"method":"org.example.test.Add","more":true,"oneway":true}"#,
         r#"{"method":"org.example.test.Add","parameters":[]}"#,
         r#"{"method":"org.example.test.Add","unknown":1}"#,
+        // Parameters that are not JSON close the connection whichever reply would come
+        // first: the fast envelope path leaves their syntax to these later checks.
+        r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":01}}"#,
+        r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":1,}}"#,
+        r#"{"method":"org.example.test.Nope","parameters":{"a":]}}"#,
+        r#"{"method":"org.example.nope.Add","parameters":{"a":tru}}"#,
+        r#"{"method":"org.example.test.Declared","parameters":{"a":"\x"}}"#,
     ] {
         assert!(exchange(&s, bad).await.starts_with("CLOSE: "), "{bad}");
     }
@@ -463,4 +470,39 @@ async fn service_wide_policy_spares_introspection() {
         .await
         .expect("valid call");
     assert!(out.all().contains("description"));
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_an_object_becomes_an_internal_error() {
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("test IDL parses")
+        .method("Add", |_call| Box::pin(async move { Reply::with(42) }))
+        .upgrade_method("Raw", |_call| {
+            Box::pin(async move { Reply::upgrade([1, 2], Box::new(|_raw| Box::pin(async {}))) })
+        });
+    let s = Service::builder()
+        .interface(iface)
+        .build()
+        .expect("service builds");
+    let reply = exchange(
+        &s,
+        r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":1}}"#,
+    )
+    .await;
+    assert_eq!(
+        reply,
+        r#"{"parameters":{"message":"reply is not a JSON object: 42"},"error":"io.localrpc.InternalError"}|"#
+    );
+    // An upgrade whose confirmation cannot be written is not carried out.
+    let mut out = Recorder::default();
+    let dispatched = s
+        .handle(
+            br#"{"method":"org.example.test.Raw","upgrade":true}"#,
+            None,
+            &mut out,
+        )
+        .await
+        .expect("not a protocol violation");
+    assert!(matches!(dispatched, Dispatched::Continue));
+    assert!(out.all().contains("io.localrpc.InternalError"));
 }

@@ -55,70 +55,70 @@ pub enum Reply {
     },
 }
 
-#[derive(Clone)]
-/// A final reply's parameters, serialized once when the handler returns: straight from the
-/// handler's own type into JSON, with no `serde_json::Value` in between.
-pub struct ReplyParameters {
-    /// The reply so far: `{"parameters":{...}`, or just `{` when there are none; the
-    /// dispatcher closes it.
-    encoded: Vec<u8>,
+/// A final reply's parameters: the handler's own value, serialized straight into the
+/// connection's output buffer when the dispatcher writes the reply (no `serde_json::Value`
+/// and no buffer of its own, so large replies go into the connection's kept buffer).
+pub struct ReplyParameters(Option<Box<dyn ReplyValue>>);
+
+/// A value that can be written as reply parameters.
+trait ReplyValue: Send {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
 }
 
-/// What [`ReplyParameters::encoded`] starts with when there are parameters.
-const PARAMETERS_PREFIX: &[u8] = b"{\"parameters\":";
+impl<T: Serialize + Send> ReplyValue for T {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+}
 
-/// Replies at least this large are moved into an empty output buffer instead of copied.
-const MOVE_REPLY_THRESHOLD: usize = 64 * 1024;
+/// What a reply with parameters starts with.
+const PARAMETERS_PREFIX: &[u8] = b"{\"parameters\":";
 
 impl ReplyParameters {
     /// No parameters.
     pub fn empty() -> ReplyParameters {
-        ReplyParameters {
-            encoded: vec![b'{'],
-        }
+        ReplyParameters(None)
     }
 
-    /// `value` serialized; it must serialize to a JSON object (or `null`, meaning none).
-    pub fn new(value: &(impl Serialize + ?Sized)) -> Result<ReplyParameters, ErrorReply> {
-        let mut encoded = SPARE_REPLY_BUFFER.take();
-        encoded.extend_from_slice(PARAMETERS_PREFIX);
-        if let Err(e) = serde_json::to_writer(&mut encoded, value) {
-            return Err(internal_error(format!("reply does not serialize: {e}")));
-        }
-        match &encoded[PARAMETERS_PREFIX.len()..] {
-            b"{}" | b"null" => encoded.truncate(1),
-            [b'{', ..] => {}
-            other => {
-                return Err(internal_error(format!(
+    /// `value`, to be serialized when the reply is written; it must serialize to a JSON object
+    /// (or `null`, meaning none). Otherwise the caller gets `io.localrpc.InternalError`.
+    pub fn new(value: impl Serialize + Send + 'static) -> ReplyParameters {
+        ReplyParameters(Some(Box::new(value)))
+    }
+
+    /// Appends the final (not `continues`) reply and its NUL to `out`. Returns false when the
+    /// parameters were not a JSON object: an `io.localrpc.InternalError` reply went out instead.
+    fn append_to(self, out: &mut Vec<u8>) -> bool {
+        let Some(value) = self.0 else {
+            out.extend_from_slice(b"{}\0");
+            return true;
+        };
+        let start = out.len();
+        out.extend_from_slice(PARAMETERS_PREFIX);
+        let problem = match value.write_json(out) {
+            Err(e) => Some(format!("reply does not serialize: {e}")),
+            Ok(()) => match &out[start + PARAMETERS_PREFIX.len()..] {
+                b"{}" | b"null" => {
+                    out.truncate(start + 1);
+                    None
+                }
+                [b'{', ..] => None,
+                other => Some(format!(
                     "reply is not a JSON object: {}",
-                    String::from_utf8_lossy(other)
-                )));
-            }
+                    String::from_utf8_lossy(&other[..other.len().min(200)])
+                )),
+            },
+        };
+        if let Some(message) = problem {
+            out.truncate(start);
+            let error = internal_error(message);
+            // A Map always serializes to an object, so encoding cannot fail.
+            let _ = encode_reply(out, &error.parameters, false, Some(&error.name));
+            return false;
         }
-        Ok(ReplyParameters { encoded })
+        out.extend_from_slice(b"}\0");
+        true
     }
-
-    /// Appends the final (not `continues`) reply and its NUL to `out`.
-    fn append_to(mut self, out: &mut Vec<u8>) {
-        self.encoded.extend_from_slice(b"}\0");
-        if out.is_empty() && self.encoded.len() >= MOVE_REPLY_THRESHOLD {
-            *out = self.encoded;
-        } else {
-            out.extend_from_slice(&self.encoded);
-            if self.encoded.capacity() <= SPARE_REPLY_CAPACITY {
-                self.encoded.clear();
-                SPARE_REPLY_BUFFER.set(self.encoded);
-            }
-        }
-    }
-}
-
-/// Largest buffer kept for the next reply on the same thread.
-const SPARE_REPLY_CAPACITY: usize = 4096;
-
-thread_local! {
-    /// One buffer kept per thread between replies, so a small reply costs no allocation.
-    static SPARE_REPLY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Default for ReplyParameters {
@@ -133,23 +133,29 @@ impl Reply {
         Reply::Parameters(ReplyParameters::empty())
     }
 
-    /// A reply whose parameters are `value` serialized; it must serialize to a JSON object.
-    pub fn with(value: impl Serialize) -> MethodResult {
-        ReplyParameters::new(&value).map(Reply::Parameters)
+    /// A reply whose parameters are `value` serialized; it must serialize to a JSON object
+    /// (checked when the reply is written: otherwise the caller gets
+    /// `io.localrpc.InternalError`).
+    pub fn with(value: impl Serialize + Send + 'static) -> MethodResult {
+        Ok(Reply::Parameters(ReplyParameters::new(value)))
     }
 
     /// Like [`Reply::with`], and passes `fds` with the reply (see [`Reply::WithFds`]).
-    pub fn with_fds(value: impl Serialize, fds: Vec<OwnedFd>) -> MethodResult {
-        let parameters = ReplyParameters::new(&value)?;
-        Ok(Reply::WithFds { parameters, fds })
+    pub fn with_fds(value: impl Serialize + Send + 'static, fds: Vec<OwnedFd>) -> MethodResult {
+        Ok(Reply::WithFds {
+            parameters: ReplyParameters::new(value),
+            fds,
+        })
     }
 
     /// Confirms an `upgrade` call with `value` as parameters, then runs `handler` on the raw
     /// stream (see [`Reply::Upgrade`]).
-    pub fn upgrade(value: impl Serialize, handler: UpgradeHandler) -> MethodResult {
-        let parameters = ReplyParameters::new(&value)?;
+    pub fn upgrade(
+        value: impl Serialize + Send + 'static,
+        handler: UpgradeHandler,
+    ) -> MethodResult {
         Ok(Reply::Upgrade {
-            parameters,
+            parameters: ReplyParameters::new(value),
             handler,
         })
     }
@@ -157,8 +163,7 @@ impl Reply {
 
 impl From<Map<String, Value>> for Reply {
     fn from(parameters: Map<String, Value>) -> Reply {
-        // A map always serializes to an object.
-        Reply::with(parameters).unwrap_or_else(|_| Reply::empty())
+        Reply::Parameters(ReplyParameters::new(parameters))
     }
 }
 
@@ -648,32 +653,40 @@ fn introspection_interface(
     info: Value,
     texts: HashMap<String, String>,
 ) -> Result<InterfaceBuilder, BuildError> {
-    // Both answers are serialized once, here.
-    let info = ReplyParameters::new(&info).map_err(|e| BuildError::Info(e.to_string()))?;
+    // GetInfo's answer is serialized once, here.
+    let info =
+        serde_json::value::to_raw_value(&info).map_err(|e| BuildError::Info(e.to_string()))?;
+    let info = SharedJson(Arc::from(info));
     let texts = Arc::new(texts);
     Ok(InterfaceBuilder::new(ORG_VARLINK_SERVICE_IDL)?
         .method("GetInfo", move |_call| {
             let info = info.clone();
-            Box::pin(async move { Ok(Reply::Parameters(info)) })
+            Box::pin(async move { Reply::with(info) })
         })
         .method("GetInterfaceDescription", move |mut call| {
             #[derive(serde::Deserialize)]
             struct Input {
                 interface: String,
             }
-            #[derive(Serialize)]
-            struct Output<'a> {
-                description: &'a str,
-            }
             let texts = texts.clone();
             Box::pin(async move {
                 let Input { interface } = call.decode()?;
                 match texts.get(&interface) {
-                    Some(text) => Reply::with(Output { description: text }),
+                    Some(text) => Reply::with(json!({ "description": text })),
                     None => Err(ErrorReply::interface_not_found(&interface)),
                 }
             })
         }))
+}
+
+/// JSON text serialized once and shared by every reply that carries it.
+#[derive(Clone)]
+struct SharedJson(Arc<serde_json::value::RawValue>);
+
+impl Serialize for SharedJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// What the connection does after a call was dispatched.
@@ -781,15 +794,16 @@ impl Service {
                 (Vec::new(), None)
             }
             Ok(Reply::WithFds { parameters, fds }) => {
-                parameters.append_to(buffer);
-                (fds, None)
+                // Descriptors go only with a reply that was written as intended.
+                let sent = parameters.append_to(buffer);
+                (if sent { fds } else { Vec::new() }, None)
             }
             Ok(Reply::Upgrade {
                 parameters,
                 handler,
             }) => {
-                parameters.append_to(buffer);
-                (Vec::new(), flags.upgrade.then_some(handler))
+                let confirmed = parameters.append_to(buffer);
+                (Vec::new(), (flags.upgrade && confirmed).then_some(handler))
             }
             Err(ErrorReply { name, parameters }) => {
                 // A Map always serializes to an object, so encoding cannot fail.
