@@ -75,8 +75,7 @@ impl<'a> CallMessage<'a> {
     pub(crate) fn parse_envelope(
         bytes: &'a [u8],
     ) -> Result<(Self, ParametersSyntax), ProtocolError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ProtocolError::new(format!("message is not UTF-8: {e}")))?;
+        let text = message_text(bytes)?;
         if let Some(call) = scan_canonical(text) {
             return Ok((call, ParametersSyntax::Unchecked));
         }
@@ -114,6 +113,16 @@ impl<'a> CallMessage<'a> {
         // The text was parsed as a JSON object already, so this cannot fail.
         serde_json::from_str(self.parameters).unwrap_or_default()
     }
+}
+
+/// The message as text. Calls are nearly always ASCII, and checking that is several times
+/// cheaper than full UTF-8 validation on short messages.
+fn message_text(bytes: &[u8]) -> Result<&str, ProtocolError> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|e| ProtocolError::new(format!("message is not UTF-8: {e}")))
 }
 
 /// True when valid JSON `text` nests arrays and objects deeper than `limit`.
@@ -270,15 +279,29 @@ fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = at + 1;
-    for (offset, byte) in bytes[start..].iter().enumerate() {
-        match byte {
-            b'"' => return Some((&text[start..start + offset], start + offset + 1)),
-            b'\\' | 0..0x20 => return None,
-            _ => {}
+    let mut end = start;
+    while let Some(&byte) = bytes.get(end) {
+        if !STRING_SPECIAL[usize::from(byte)] {
+            end += 1;
+            continue;
         }
+        return (byte == b'"').then(|| (&text[start..end], end + 1));
     }
     None
 }
+
+/// Bytes that end a plain string: the quote, the backslash and control characters.
+static STRING_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// `true` or `false` at `at` into `slot`; the index after it.
 fn literal_bool(bytes: &[u8], at: usize, slot: &mut Option<bool>) -> Option<usize> {
@@ -461,17 +484,15 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &str) -> Resu
 /// `iface.Method` where the member starts with an uppercase letter and the interface is
 /// non-empty; the interface name is resolved later (unknown names get InterfaceNotFound).
 fn is_qualified_method(method: &str) -> bool {
-    match method.rsplit_once('.') {
-        Some((iface, member)) => {
-            !iface.is_empty()
-                && member
-                    .as_bytes()
-                    .first()
-                    .is_some_and(u8::is_ascii_uppercase)
-                && member.bytes().all(|c| c.is_ascii_alphanumeric())
-        }
-        None => false,
-    }
+    let bytes = method.as_bytes();
+    // The member: alphanumerics back to the last other byte, which must be the dot.
+    let member_start = bytes
+        .iter()
+        .rposition(|c| !c.is_ascii_alphanumeric())
+        .map_or(0, |i| i + 1);
+    member_start >= 2
+        && bytes[member_start - 1] == b'.'
+        && bytes.get(member_start).is_some_and(u8::is_ascii_uppercase)
 }
 
 /// One reply as a client receives it.
@@ -749,6 +770,9 @@ mod fast_path_tests {
             Just(r#""bogus":1"#.to_owned()),
             Just(r#""met\u0068od":"a.b.C""#.to_owned()),
             Just("\"method\":\"a.b\u{1}.C\"".to_owned()),
+            Just("\"method\":\"ä.b.Ç\"".to_owned()),
+            Just("\"method\":\"ä.b.C\"".to_owned()),
+            Just("\"parameters\":{\"t\":\"é\"}".to_owned()),
         ]
     }
 
