@@ -67,7 +67,7 @@ trait ReplyValue: Send {
 
 impl<T: Serialize + Send> ReplyValue for T {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, self)
+        crate::wire::to_writer(out, self)
     }
 }
 

@@ -595,7 +595,7 @@ fn write_parameters<P: Serialize + ?Sized>(
     let start = out.len();
     out.extend_from_slice(b"\"parameters\":");
     let value_start = out.len();
-    serde_json::to_writer(&mut *out, parameters)?;
+    super::to_writer(out, parameters)?;
     let written = &out[value_start..];
     if written == b"{}" || written == b"null" {
         out.truncate(start);

@@ -6,12 +6,9 @@
 mod envelope;
 mod fds;
 mod framer;
-// A serde_json-identical string escaper for the serialization path; unused until hooked in.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "not yet hooked into reply serialization")
-)]
+// A serde_json-identical string escaper for the serialization path.
 mod json_escape;
+mod json_writer;
 
 pub use envelope::{
     CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call, encode_reply,
@@ -19,3 +16,4 @@ pub use envelope::{
 pub(crate) use envelope::{ParametersSyntax, validate_json};
 pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer, READ_RESERVE};
+pub use json_writer::to_writer;
