@@ -51,6 +51,8 @@ pub struct CallMessage<'a> {
     pub parameters: &'a str,
     /// oneway / more / upgrade.
     pub flags: CallFlags,
+    /// Where the member starts in `method` (found while checking that the name is qualified).
+    member_start: usize,
 }
 
 /// The parameters text of a call without parameters.
@@ -95,17 +97,18 @@ impl<'a> CallMessage<'a> {
 
     /// The interface and member parts of the method name.
     pub fn split_method(&self) -> (&str, &str) {
-        split_method(&self.method)
+        let (interface, dot_member) = self.method.split_at(self.member_start - 1);
+        (interface, &dot_member[1..])
     }
 
     /// The interface part of the method name.
     pub fn interface(&self) -> &str {
-        split_method(&self.method).0
+        self.split_method().0
     }
 
     /// The member part of the method name.
     pub fn member(&self) -> &str {
-        split_method(&self.method).1
+        self.split_method().1
     }
 
     /// The parameters parsed into a map (for tools and tests; the service does not build one).
@@ -169,10 +172,6 @@ fn exceeds_depth(text: &[u8], limit: usize) -> bool {
 }
 
 /// Splits `a.b.Method` into (`a.b`, `Method`); validated names always contain a dot.
-fn split_method(method: &str) -> (&str, &str) {
-    method.rsplit_once('.').unwrap_or(("", method))
-}
-
 /// Whether [`CallMessage::parse_envelope`] checked the parameters' JSON syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParametersSyntax {
@@ -246,7 +245,8 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
     if skip_whitespace(bytes, at + 1) != bytes.len() {
         return None;
     }
-    let method = method.filter(|m| is_qualified_method(m))?;
+    let method = method?;
+    let member_start = qualified_member_start(method)?;
     let flags = CallFlags {
         oneway: oneway.unwrap_or(false),
         more: more.unwrap_or(false),
@@ -259,6 +259,7 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
         method: Cow::Borrowed(method),
         parameters: parameters.unwrap_or(EMPTY_PARAMETERS),
         flags,
+        member_start,
     })
 }
 
@@ -441,11 +442,11 @@ impl<'de> Visitor<'de> for CallVisitor {
             }
         }
         let method = method.ok_or_else(|| de::Error::custom("missing \"method\""))?;
-        if !is_qualified_method(&method) {
+        let Some(member_start) = qualified_member_start(&method) else {
             return Err(de::Error::custom(format!(
                 "method \"{method}\" is not a fully qualified name (interface.Method)"
             )));
-        }
+        };
         let flags = CallFlags {
             oneway: oneway.unwrap_or(false),
             more: more.unwrap_or(false),
@@ -465,6 +466,7 @@ impl<'de> Visitor<'de> for CallVisitor {
             method,
             parameters: parameters.map_or(EMPTY_PARAMETERS, RawValue::get),
             flags,
+            member_start,
         })
     }
 }
@@ -481,18 +483,20 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &str) -> Resu
     Ok(())
 }
 
-/// `iface.Method` where the member starts with an uppercase letter and the interface is
-/// non-empty; the interface name is resolved later (unknown names get InterfaceNotFound).
-fn is_qualified_method(method: &str) -> bool {
+/// For `iface.Method`, where the member starts, provided the member starts with an uppercase
+/// letter and the interface is non-empty; `None` for any other name. The interface name is
+/// resolved later (unknown names get InterfaceNotFound).
+fn qualified_member_start(method: &str) -> Option<usize> {
     let bytes = method.as_bytes();
     // The member: alphanumerics back to the last other byte, which must be the dot.
     let member_start = bytes
         .iter()
         .rposition(|c| !c.is_ascii_alphanumeric())
         .map_or(0, |i| i + 1);
-    member_start >= 2
+    let qualified = member_start >= 2
         && bytes[member_start - 1] == b'.'
-        && bytes.get(member_start).is_some_and(u8::is_ascii_uppercase)
+        && bytes.get(member_start).is_some_and(u8::is_ascii_uppercase);
+    qualified.then_some(member_start)
 }
 
 /// One reply as a client receives it.
