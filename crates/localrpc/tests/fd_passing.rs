@@ -120,6 +120,22 @@ fn open_fds() -> usize {
         .count()
 }
 
+/// The number of open descriptors once it stops changing: the previous test's runtime may
+/// still be closing its sockets and epoll instance when the next test starts (the tests are
+/// serialized, but a test's runtime is dropped after its lock is released).
+async fn steady_open_fds() -> usize {
+    let mut last = open_fds();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = open_fds();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 /// Polls until the process has `expected` descriptors open (the server closes its copies on
 /// its own task); returns the last count.
 async fn settle_fds(expected: usize) -> usize {
@@ -240,7 +256,7 @@ async fn a_plain_call_leaks_no_fds_the_reply_carries() {
         .call("org.example.fds.Plain", json!({}))
         .await
         .expect("warm up");
-    let before = open_fds();
+    let before = steady_open_fds().await;
     for _ in 0..5 {
         connection
             .call("org.example.fds.Open", json!({ "data": "x" }))
@@ -362,7 +378,7 @@ async fn a_service_without_fd_methods_never_receives_fds() {
         .call("org.example.fds.Plain", json!({}))
         .await
         .expect("warm up");
-    let before = open_fds();
+    let before = steady_open_fds().await;
     let (read, mut write) = std::io::pipe().expect("pipe");
     let result = connection
         .call_with_fds(
@@ -437,7 +453,7 @@ async fn truncated_fds_close_the_connection_and_leak_nothing() {
     };
     let mut running = start(service(true), config).await;
     let path = running.path.clone();
-    let before = open_fds();
+    let before = steady_open_fds().await;
     let (closed, mut writes) = tokio::task::spawn_blocking(move || {
         let mut socket = StdUnixStream::connect(path).expect("connect");
         let mut writes = Vec::new();
