@@ -576,20 +576,24 @@ fn server_handler(m: &MethodModel) -> TokenStream {
     let input = ident(&m.input);
     // The input was checked against the IDL before the handler runs; decoding it is one
     // pass over the parameters' JSON text, straight into the input struct.
-    let (call, decode) = if m.input_fields.is_empty() {
-        (quote!(call), quote!(let input = super::#input {};))
+    let decode = if m.input_fields.is_empty() {
+        quote!(let input = super::#input {};)
     } else {
-        (
-            quote!(mut call),
-            quote!(let input: super::#input = call.decode()?;),
-        )
+        quote!(let input: super::#input = call.decode()?;)
     };
     let replies = if m.streaming == Streaming::No {
         quote!()
     } else {
         quote!(, super::ReplySink::new(call.replies))
     };
-    let reply = if m.upgrade == Upgrade::No {
+    // A plain method writes its reply straight into the connection's output; a streaming one
+    // gave its `Replies` to the sink, so it returns the reply for the dispatcher to write.
+    let plain = m.upgrade == Upgrade::No && m.streaming == Streaming::No;
+    let reply = if plain {
+        quote! {
+            ::std::result::Result::Ok(output) => call.reply(&output),
+        }
+    } else if m.upgrade == Upgrade::No {
         quote! {
             ::std::result::Result::Ok(output) => ::localrpc::service::Reply::with(output),
         }
@@ -597,6 +601,11 @@ fn server_handler(m: &MethodModel) -> TokenStream {
         quote! {
             ::std::result::Result::Ok((output, handler)) => ::localrpc::service::Reply::upgrade(output, handler),
         }
+    };
+    let call = if plain || !m.input_fields.is_empty() {
+        quote!(mut call)
+    } else {
+        quote!(call)
     };
     quote! {
         pub(super) fn #name<'a, S: super::Service>(

@@ -506,3 +506,76 @@ async fn a_reply_that_is_not_an_object_becomes_an_internal_error() {
     assert!(matches!(dispatched, Dispatched::Continue));
     assert!(out.all().contains("io.localrpc.InternalError"));
 }
+
+/// `Call::reply` writes the final reply at once; it must behave exactly like returning the
+/// reply, and nothing may follow it.
+#[tokio::test]
+async fn a_reply_written_in_place_is_the_only_final_reply() {
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("test IDL parses")
+        .method("Add", |mut call| {
+            Box::pin(async move {
+                let a: i64 = call.parameter("a")?;
+                let b: i64 = call.parameter("b")?;
+                match a {
+                    // A reply that is not an object: InternalError, as with Reply::with.
+                    0 => call.reply(&42),
+                    // A different result returned after it is dropped.
+                    1 => {
+                        call.reply(&json!({ "sum": a + b }))?;
+                        Err(ErrorReply::permission_denied())
+                    }
+                    // A second reply is dropped.
+                    2 => {
+                        call.reply(&json!({ "sum": a + b }))?;
+                        call.reply(&json!({ "sum": -1 }))
+                    }
+                    _ => call.reply(&json!({ "sum": a + b })),
+                }
+            })
+        })
+        .streaming_method("Stream", |mut call| {
+            Box::pin(async move {
+                call.reply(&json!({ "i": 0 }))?;
+                // Nothing may follow the final reply, not even with `more`.
+                let refused = call.replies.send(json!({ "i": 1 })).await;
+                assert!(matches!(
+                    refused,
+                    Err(localrpc::service::ReplyError::Finished)
+                ));
+                Ok(Reply::empty())
+            })
+        });
+    let s = Service::builder()
+        .interface(iface)
+        .build()
+        .expect("service builds");
+    let add = |a: i64, extra: &str| {
+        format!(r#"{{"method":"org.example.test.Add","parameters":{{"a":{a},"b":10}}{extra}}}"#)
+    };
+    assert_eq!(
+        exchange(&s, &add(5, "")).await,
+        r#"{"parameters":{"sum":15}}|"#
+    );
+    assert_eq!(
+        exchange(&s, &add(0, "")).await,
+        r#"{"parameters":{"message":"reply is not a JSON object: 42"},"error":"io.localrpc.InternalError"}|"#
+    );
+    assert_eq!(
+        exchange(&s, &add(1, "")).await,
+        r#"{"parameters":{"sum":11}}|"#
+    );
+    assert_eq!(
+        exchange(&s, &add(2, "")).await,
+        r#"{"parameters":{"sum":12}}|"#
+    );
+    assert_eq!(exchange(&s, &add(5, r#","oneway":true"#)).await, "");
+    assert_eq!(
+        exchange(
+            &s,
+            r#"{"method":"org.example.test.Stream","parameters":{"n":1},"more":true}"#
+        )
+        .await,
+        r#"{"parameters":{"i":0}}|"#
+    );
+}

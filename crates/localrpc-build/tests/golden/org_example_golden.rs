@@ -1014,9 +1014,7 @@ mod __localrpc {
         ::std::boxed::Box::pin(async move {
             let input: super::GetInput = call.decode()?;
             match service.get(call.context, input).await {
-                ::std::result::Result::Ok(output) => {
-                    ::localrpc::service::Reply::with(output)
-                }
+                ::std::result::Result::Ok(output) => call.reply(&output),
                 ::std::result::Result::Err(error) => {
                     ::std::result::Result::Err(error.into_reply())
                 }
@@ -1063,14 +1061,12 @@ mod __localrpc {
     }
     pub(super) fn ping<'a, S: super::Service>(
         service: &'a S,
-        call: ::localrpc::service::Call<'a>,
+        mut call: ::localrpc::service::Call<'a>,
     ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
         ::std::boxed::Box::pin(async move {
             let input = super::PingInput {};
             match service.ping(call.context, input).await {
-                ::std::result::Result::Ok(output) => {
-                    ::localrpc::service::Reply::with(output)
-                }
+                ::std::result::Result::Ok(output) => call.reply(&output),
                 ::std::result::Result::Err(error) => {
                     ::std::result::Result::Err(error.into_reply())
                 }

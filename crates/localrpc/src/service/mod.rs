@@ -15,5 +15,5 @@ pub use policy::AccessPolicy;
 pub use registry::{
     BoxFuture, BuildError, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED, FDS_NOT_SUPPORTED,
     InterfaceBuilder, MethodHandler, MethodResult, Output, RawStream, Replies, Reply, ReplyError,
-    Requires, Service, ServiceBuilder, UpgradeHandler,
+    Requires, SentReply, Service, ServiceBuilder, UpgradeHandler,
 };
