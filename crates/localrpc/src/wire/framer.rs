@@ -194,6 +194,27 @@ impl Framer {
         }
     }
 
+    /// Takes the buffer's memory out when nothing is buffered and it holds exactly one read's
+    /// room ([`READ_RESERVE`]), so another connection can read into it
+    /// ([`Framer::adopt_buffer`]); `None` otherwise (nothing changes then).
+    pub fn take_idle_buffer(&mut self) -> Option<BytesMut> {
+        self.rewind_if_empty();
+        if !self.buf.is_empty() || self.buf.capacity() != READ_RESERVE {
+            return None;
+        }
+        Some(std::mem::take(&mut self.buf))
+    }
+
+    /// Reads into `buffer` (an empty one from [`Framer::take_idle_buffer`]) from now on,
+    /// when this framer holds no memory; otherwise `buffer` is dropped.
+    pub fn adopt_buffer(&mut self, mut buffer: BytesMut) {
+        if self.buf.capacity() == 0 {
+            buffer.clear();
+            self.buf = buffer;
+            self.front_consumed = false;
+        }
+    }
+
     /// With nothing buffered, moves the start back to the front of the allocation so all of
     /// it is usable again. Copies nothing and never allocates.
     fn rewind_if_empty(&mut self) {
@@ -419,6 +440,37 @@ mod tests {
         // 64 KiB, 128 KiB, ..., 1 MiB: geometric, not in 64 KiB steps.
         assert!(capacities.len() <= 6, "{capacities:?}");
         assert_eq!(framer.next_message_len(), Ok(None));
+    }
+
+    #[test]
+    fn only_an_empty_buffer_of_one_read_is_lent_out() {
+        let mut framer = Framer::new(1 << 20);
+        // Nothing held: nothing to lend.
+        assert!(framer.take_idle_buffer().is_none());
+        read(&mut framer, b"{}\0{");
+        let len = framer.next_message_len().unwrap().unwrap();
+        framer.consume_message(len);
+        // A partial message stays where it is.
+        assert!(framer.take_idle_buffer().is_none());
+        assert_eq!(framer.buffered(), b"{");
+        let mut framer = Framer::new(1 << 20);
+        read(&mut framer, b"{}\0");
+        let len = framer.next_message_len().unwrap().unwrap();
+        framer.consume_message(len);
+        let lent = framer
+            .take_idle_buffer()
+            .expect("an idle buffer of one read");
+        assert_eq!((lent.len(), lent.capacity()), (0, READ_RESERVE));
+        assert_eq!(framer.capacity(), 0);
+        // Another framer reads into it; one that holds a buffer already keeps its own.
+        let mut other = Framer::new(1 << 20);
+        other.adopt_buffer(lent);
+        assert_eq!(other.capacity(), READ_RESERVE);
+        read(&mut other, b"{\"a\":1}\0");
+        assert_eq!(other.next_message().unwrap().unwrap(), &b"{\"a\":1}"[..]);
+        let held = other.capacity();
+        other.adopt_buffer(BytesMut::with_capacity(8));
+        assert_eq!(other.capacity(), held);
     }
 
     #[test]
