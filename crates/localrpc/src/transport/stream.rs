@@ -91,6 +91,16 @@ impl Stream {
         }
     }
 
+    /// Writes what fits without waiting; `WouldBlock` when nothing does (or tokio does not
+    /// know the stream to be writable yet).
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.try_write(bytes),
+            Stream::Tcp(s) => s.try_write(bytes),
+            Stream::Pipes { write, .. } => write.try_write(bytes),
+        }
+    }
+
     /// True for Unix sockets, the only streams that can carry file descriptors.
     pub fn can_pass_fds(&self) -> bool {
         matches!(self, Stream::Unix(_))
