@@ -320,52 +320,53 @@ fn literal_bool(bytes: &[u8], at: usize, slot: &mut Option<bool>) -> Option<usiz
 /// The index after the object that starts at `at`, matching brackets outside strings; `None`
 /// if it does not start with `{`, is unterminated, or nests deeper than `limit`.
 fn skip_object(bytes: &[u8], at: usize, limit: usize) -> Option<usize> {
-    if bytes.get(at) != Some(&b'{') {
+    let mut rest = bytes.get(at..)?.iter();
+    if rest.next() != Some(&b'{') {
         return None;
     }
-    let mut depth = 0usize;
-    let mut i = at;
-    while let Some(&byte) = bytes.get(i) {
+    let mut depth = 1usize;
+    // An iterator rather than indexing: this runs over every byte of every call's parameters,
+    // and the bounds checks of `bytes[i]` cost as much as the scan.
+    while let Some(&byte) = rest.next() {
         match byte {
-            b'"' => i = skip_string(bytes, i + 1)?,
+            b'"' => rest = skip_string(rest)?,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
                     return None;
                 }
-                i += 1;
             }
             b']' | b'}' => {
                 depth -= 1;
-                i += 1;
                 if depth == 0 {
-                    return Some(i);
+                    return Some(bytes.len() - rest.as_slice().len());
                 }
             }
-            _ => i += 1,
+            _ => {}
         }
     }
     None
 }
 
-/// The index after the closing quote of the string whose contents start at `i`.
-fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+/// The bytes after the closing quote of the string whose contents `rest` starts with.
+fn skip_string(mut rest: std::slice::Iter<'_, u8>) -> Option<std::slice::Iter<'_, u8>> {
     // Most strings are short: look at a few bytes directly before paying memchr's set-up.
-    const SHORT: usize = 16;
-    let short_end = bytes.len().min(i + SHORT);
-    while i < short_end {
-        match bytes[i] {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
+    for _ in 0..16 {
+        match rest.next()? {
+            b'"' => return Some(rest),
+            b'\\' => {
+                rest.next()?;
+            }
+            _ => {}
         }
     }
+    let mut rest = rest.as_slice();
     loop {
-        let j = memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
-        if bytes[i + j] == b'\\' {
-            i += j + 2;
+        let found = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[found] == b'\\' {
+            rest = rest.get(found + 2..)?;
         } else {
-            return Some(i + j + 1);
+            return Some(rest[found + 1..].iter());
         }
     }
 }
