@@ -7,8 +7,8 @@
 //! ```
 //!
 //! The difference of the two totals divided by 100 000 is the cost of one call. Cases: `echo`
-//! (`{"text":"hello"}`), `set` (six scalar fields), `escaped` (a string with an escape, which
-//! the fast scanner leaves to the streaming checker), `nested` (an array of structs), `big` (a
+//! (`{"text":"hello"}`), `set` (six scalar fields), `escaped` (a string value with an escape),
+//! `nested` (an array of structs), `big` (a
 //! 1 MiB string; use a smaller count). A third argument `stream` runs the streaming checker
 //! alone (what every call cost before the fast scanner).
 

@@ -52,10 +52,12 @@
 //! # Who does what
 //!
 //! - This module: the tree checker ([`check_value`], [`check_parameters`]), the entry points on
-//!   text, and the type walk the text checkers share ([`resolve`], [`leaf_accepts`]).
-//! - `fast`: the scanner, which only ever *accepts*: values (nested or not) whose strings have no
-//!   escapes, ordinary numbers, structs without duplicate keys. Anything else, and every error,
-//!   makes it give up, and the text goes to `stream` from the start.
+//!   text, and the type walk of the streaming checker ([`resolve`], [`leaf_accepts`]).
+//! - `fast`: the scanner, which only ever *accepts*: values (nested or not) whose keys and enum
+//!   values have no escapes and whose other strings have only escapes serde_json takes, ordinary
+//!   numbers, structs without duplicate keys. It walks the type as the tree checker does, with
+//!   its own code, shaped for the common case. Anything else, and every error, makes it give up,
+//!   and the text goes to `stream` from the start.
 //! - `stream`: the complete checker on text, a serde_json streaming pass that owns every error,
 //!   path and reason.
 
@@ -183,7 +185,7 @@ fn undeclared_reason(fields: &[Field]) -> String {
 }
 
 /// The outcome of walking `?T`, named types and `any` for a value of a known kind, as the tree
-/// checker does (for the text checkers, which know the kind before the value is complete).
+/// checker does (for the streaming checker, which knows the kind before the value is complete).
 enum Resolved<'a> {
     /// Accepted without looking further (the content of a container is still to be parsed).
     Accept,
@@ -218,7 +220,7 @@ impl Rejection<'_> {
 /// Walks `?T`, named types and `any` for a value of `kind` at tree-checker `depth`.
 /// `null_ok`: a struct field of a nullable type, for which `null` is accepted before the depth
 /// is looked at.
-#[inline] // mostly a single step, on the fast path's hot loop
+#[inline] // mostly a single step
 fn resolve<'a>(
     iface: &'a Interface,
     mut ty: &'a Type,

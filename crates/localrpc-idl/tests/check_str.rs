@@ -446,10 +446,32 @@ fn fast_scanner_takes_the_common_shapes() {
         (Type::Float, "18446744073709551616"),
         (Type::Any, r#"[{"a": [true, false, null]}, "x", 1E+2]"#),
         (Type::Object, r#"{"a": {}, "a": 1}"#),
+        // Escapes in string values, whose content does not matter.
+        (Type::String, r#""esc\naped""#),
+        (Type::String, r#""\"\\\/\b\f\n\r\t""#),
+        (Type::String, r#""\u00e9\u00E9\u0000\uFFFF\ud7ff\ue000""#),
+        (Type::String, r#""\ud83d\ude00 \uD800\uDC00\uDBFF\uDFFF""#),
+        (
+            Type::String,
+            r#""a string long enough for eight bytes at a time, \"quoted\" \u00e9""#,
+        ),
+        (Type::Any, r#"{"a": ["\n", {"b": "\ud83d\ude00"}]}"#),
+        (Type::Object, r#"{"a": "\t"}"#),
+        (
+            Type::Map(Box::new(Type::String)),
+            r#"{"a": "\n", "b": "\u0041"}"#,
+        ),
     ] {
         assert_eq!(value(&iface, &ty, text), Ok(()), "{text}");
         assert!(fast(&ty, text), "{text}");
     }
+    let escaped = r#"{"text":"hel\nlo \"world\" \ud83d\ude00"}"#;
+    assert_eq!(params("Echo", escaped), Ok(()));
+    assert!(__check_str::accepts_parameters(
+        &iface,
+        &input(&iface, "Echo"),
+        escaped
+    ));
 }
 
 #[test]
@@ -457,8 +479,11 @@ fn fast_scanner_leaves_the_rest_to_serde_json() {
     let iface = iface();
     // Valid, but decided by the streaming checker.
     for (ty, text) in [
-        (Type::String, r#""esc\naped""#),
-        (Type::String, r#""\u00e9""#),
+        // Escapes where the content matters: keys, enum values.
+        (named("Item"), r#"{"na\u006de": "x"}"#),
+        (Type::Object, r#"{"\n": 1}"#),
+        (Type::Map(Box::new(Type::Int)), r#"{"\u0061": 1}"#),
+        (named("Mode"), r#""f\u0061st""#),
         (Type::Float, "1e100"),
         (Type::Float, "1e-400"),
         (Type::Float, &"1".repeat(65)),
@@ -495,6 +520,27 @@ fn fast_scanner_leaves_the_rest_to_serde_json() {
         "\"a\tb\"",
         "\"\\x\"",
         "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\uDFFF\"",
+        "\"\\ud800\\u0041\"",
+        "\"\\ud800\\ud800\"",
+        "\"\\ud800\\n\"",
+        "\"\\ud800x\"",
+        "\"\\ud800\\\"",
+        "\"\\ud800\\u\"",
+        "\"\\ud800\\udc0\"",
+        "\"\\udc00\\ud800\"",
+        "\"\\u12\"",
+        "\"\\u12g4\"",
+        "\"\\u 123\"",
+        "\"\\U0041\"",
+        "\"\\a\"",
+        "\"\\'\"",
+        "\"\\",
+        "\"\\\"",
+        "\"\\n",
+        "\"\\u0041",
+        "\"\\n\u{1}\"",
         "1e400",
         "[1,]",
         "[,1]",
@@ -515,8 +561,9 @@ fn fast_scanner_leaves_the_rest_to_serde_json() {
     }
 }
 
-/// The scanner reads short strings byte by byte and long ones eight bytes at a time: a quote, a
-/// backslash or a control character at every offset of strings of many lengths.
+/// The scanner reads strings eight bytes at a time (near the end of the text, the last eight
+/// shifted): a quote, a backslash, a control character or an escape at every offset of strings
+/// of many lengths.
 #[test]
 fn strings_of_every_length() {
     let iface = iface();
@@ -529,6 +576,14 @@ fn strings_of_every_length() {
                 // Raw, then with whatever follows a string inside an object.
                 let _ = value(&iface, &Type::String, &format!("\"{s}\""));
                 let _ = value(&iface, &Type::Object, &format!("{{\"{s}\": \"{s}\"}}"));
+            }
+            // Escapes, valid or not, anywhere in the eight-byte words.
+            for escape in [r"\n", r"\u00e9", r"\ud83d\ude00", r"\ud83d", r"\q", "\\"] {
+                let (head, tail) = ("x".repeat(at), "x".repeat(len - at));
+                let text = format!("\"{head}{escape}{tail}\"");
+                let valid = !matches!(escape, r"\ud83d" | r"\q" | "\\");
+                assert_eq!(value(&iface, &Type::String, &text).is_ok(), valid, "{text}");
+                assert_eq!(fast(&Type::String, &text), valid, "{text}");
             }
         }
         let plain = "é".repeat(len);
