@@ -17,8 +17,10 @@
 //! message's descriptors go to its call. Replies carrying descriptors are written with them at
 //! their first byte. Otherwise reads and writes are the plain ones.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -229,6 +231,10 @@ async fn serve(
     peer: &Peer,
 ) -> End {
     let Input { framer, fds } = input;
+    // One wait for the drain, registered once for the connection's life rather than once per
+    // read (each registration takes the channel's lock twice).
+    let drained = draining.wait_for(|d| *d);
+    tokio::pin!(drained);
     // When the first byte of a still incomplete message arrived.
     let mut partial_since: Option<Instant> = None;
     // Bytes read since this connection last yielded to the runtime.
@@ -302,7 +308,7 @@ async fn serve(
             framer,
             fds.as_mut(),
             output,
-            draining,
+            drained.as_mut(),
             deadline,
             keep_buffers,
         )
@@ -435,13 +441,13 @@ enum Wake {
 /// Reads at least one byte, or EOF. An idle connection holds no read buffer while it waits:
 /// memory is reserved only once the socket has data. A connection with large buffers keeps
 /// them, if `keep_buffers`, for [`RELEASE_BUFFERS_AFTER`], then frees them and goes on
-/// waiting. Stops with `Drained` when the server drains while nothing is buffered, and with
-/// `TimedOut` at `deadline` (idle or slow-sender limit).
+/// waiting. Stops with `Drained` when `drained` (the wait for the server's drain) completes
+/// while nothing is buffered, and with `TimedOut` at `deadline` (idle or slow-sender limit).
 async fn read_some(
     framer: &mut Framer,
     mut fds: Option<&mut FdReceiver>,
     output: &mut ConnectionOutput,
-    draining: &mut watch::Receiver<bool>,
+    mut drained: Pin<&mut impl Future>,
     deadline: Option<Instant>,
     keep_buffers: bool,
 ) -> io::Result<Read> {
@@ -479,7 +485,7 @@ async fn read_some(
                 ready?;
                 Wake::Readable
             }
-            _ = draining.wait_for(|d| *d), if idle => return Ok(Read::Drained),
+            _ = &mut drained, if idle => return Ok(Read::Drained),
             () = &mut expired => {
                 let what = if idle { "idle timeout" } else { "message not completed in time (slow sender)" };
                 return Err(io::Error::new(io::ErrorKind::TimedOut, what));
@@ -582,7 +588,9 @@ mod tests {
             peer.write_all(b"{").await.unwrap();
             peer
         });
-        let read = read_some(framer, None, output, &mut draining, None, keep_buffers)
+        let drained = draining.wait_for(|d| *d);
+        tokio::pin!(drained);
+        let read = read_some(framer, None, output, drained, None, keep_buffers)
             .await
             .unwrap();
         assert!(matches!(read, Read::Bytes));
