@@ -303,6 +303,12 @@ async fn protocol_violations_close_the_connection() {
         r#"{"method":"org.example.test.Nope","parameters":{"a":]}}"#,
         r#"{"method":"org.example.nope.Add","parameters":{"a":tru}}"#,
         r#"{"method":"org.example.test.Declared","parameters":{"a":"\x"}}"#,
+        // A number no f64 holds is valid JSON syntax, but unreadable: the same for every
+        // method (known, unknown, unimplemented), on the fast and the slow envelope path.
+        r#"{"method":"org.example.test.Add","parameters":{"a":1,"b":1e400}}"#,
+        r#"{"method":"org.example.test.Nope","parameters":{"a":1e400}}"#,
+        r#"{"method":"org.example.test.Declared","parameters":{"a":[-1e999]}}"#,
+        r#"{"org.example.trace":1,"method":"org.example.nope.X","parameters":{"a":1e400}}"#,
     ] {
         assert!(exchange(&s, bad).await.starts_with("CLOSE: "), "{bad}");
     }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::context::{CallContext, OpId, Peer, PeerCredentials};
 use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
 use super::policy::AccessPolicy;
-use crate::wire::{CallMessage, ParametersSyntax, ProtocolError, encode_reply, validate_json};
+use crate::wire::{CallMessage, ProtocolError, encode_reply, validate_json};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -828,9 +828,9 @@ impl Service {
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
-        let (call, syntax) = CallMessage::parse_envelope(message)?;
+        let call = CallMessage::parse_envelope(message)?;
         let flags = call.flags;
-        let result = self.route(call, syntax, peer, fds, out).await?;
+        let result = self.route(call, peer, fds, out).await?;
         if flags.oneway {
             if let Err(error) = &result {
                 tracing::debug!(%error, "oneway call failed; no reply is sent");
@@ -883,7 +883,6 @@ impl Service {
     async fn route(
         &self,
         call: CallMessage<'_>,
-        syntax: ParametersSyntax,
         peer: &Peer,
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
@@ -891,9 +890,7 @@ impl Service {
         // Replies that come before the parameters are read must not hide a malformed
         // message: the connection closes for it as for any other.
         let refuse = |reply: ErrorReply| -> Result<MethodResult, ProtocolError> {
-            if syntax == ParametersSyntax::Unchecked {
-                validate_json(call.parameters)?;
-            }
+            validate_json(call.parameters)?;
             Ok(Err(reply))
         };
         let (interface, member) = call.split_method();

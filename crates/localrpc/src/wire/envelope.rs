@@ -61,25 +61,22 @@ const EMPTY_PARAMETERS: &str = "{}";
 impl<'a> CallMessage<'a> {
     /// Parses one call message (without its NUL) with UAPI.20 strictness: invalid JSON, a
     /// non-object, a missing or unqualified `method`, a non-boolean or second true flag,
-    /// non-object `parameters`, nesting deeper than [`MAX_JSON_DEPTH`], or an unknown key that
-    /// is not a vendor key (`org.example`) are errors. Vendor keys are ignored.
+    /// non-object `parameters`, nesting deeper than [`MAX_JSON_DEPTH`], a number no `f64` can
+    /// hold (see [`validate_json`]), or an unknown key that is not a vendor key (`org.example`)
+    /// are errors. Vendor keys are ignored.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
-        let (call, parameters) = CallMessage::parse_envelope(bytes)?;
-        if parameters == ParametersSyntax::Unchecked {
-            validate_json(call.parameters)?;
-        }
+        let call = CallMessage::parse_envelope(bytes)?;
+        validate_json(call.parameters)?;
         Ok(call)
     }
 
-    /// Like [`CallMessage::parse`], but the parameters' JSON syntax may be left unchecked (only
-    /// their brackets are matched): the service checks them anyway, in the same pass that checks
-    /// them against the IDL, and must call [`validate_json`] on every other path.
-    pub(crate) fn parse_envelope(
-        bytes: &'a [u8],
-    ) -> Result<(Self, ParametersSyntax), ProtocolError> {
+    /// Like [`CallMessage::parse`], but the parameters are only bracket-matched and their
+    /// nesting depth checked: the service reads them anyway, in the same pass that checks them
+    /// against the IDL, and must call [`validate_json`] on every other path.
+    pub(crate) fn parse_envelope(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
         let text = message_text(bytes)?;
         if let Some(call) = scan_canonical(text) {
-            return Ok((call, ParametersSyntax::Unchecked));
+            return Ok(call);
         }
         let mut de = serde_json::Deserializer::from_str(text);
         let call = de
@@ -92,7 +89,7 @@ impl<'a> CallMessage<'a> {
                 "parameters nested deeper than {MAX_JSON_DEPTH} levels"
             )));
         }
-        Ok((call, ParametersSyntax::Checked))
+        Ok(call)
     }
 
     /// The interface and member parts of the method name.
@@ -172,20 +169,59 @@ fn exceeds_depth(text: &[u8], limit: usize) -> bool {
 }
 
 /// Splits `a.b.Method` into (`a.b`, `Method`); validated names always contain a dot.
-/// Whether [`CallMessage::parse_envelope`] checked the parameters' JSON syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParametersSyntax {
-    /// Valid JSON.
-    Checked,
-    /// Only the brackets were matched (and the nesting depth checked).
-    Unchecked,
+/// Checks that `parameters` (from [`CallMessage::parse_envelope`]) is JSON that serde_json
+/// reads as a value: valid syntax, and every number within `f64`'s range. (`1e400` is valid
+/// JSON syntax but no `f64`; the IDL check, and any handler reading the value, fail on it as
+/// on a syntax error, so a call carrying one closes the connection whichever method it names.)
+pub(crate) fn validate_json(parameters: &str) -> Result<(), ProtocolError> {
+    let mut de = serde_json::Deserializer::from_str(parameters);
+    AnyValue::deserialize(&mut de)
+        .and_then(|AnyValue| de.end())
+        .map_err(|e| ProtocolError::new(format!("invalid parameters: {e}")))
 }
 
-/// Checks that `parameters` (from [`CallMessage::parse_envelope`]) is valid JSON.
-pub(crate) fn validate_json(parameters: &str) -> Result<(), ProtocolError> {
-    serde_json::from_str::<IgnoredAny>(parameters)
-        .map(drop)
-        .map_err(|e| ProtocolError::new(format!("invalid parameters: {e}")))
+/// Any JSON value, read the way serde_json reads one into a `Value` (numbers parsed, so one
+/// out of range is an error) but kept nowhere. `IgnoredAny` would skip numbers unread.
+struct AnyValue;
+
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyValue)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = AnyValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        while seq.next_element::<AnyValue>()?.is_some() {}
+        Ok(AnyValue)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        while map.next_entry::<IgnoredAny, AnyValue>()?.is_some() {}
+        Ok(AnyValue)
+    }
 }
 
 /// The fast path of envelope parsing, for calls as real peers write them: an object whose keys
@@ -745,6 +781,7 @@ mod fast_path_tests {
         if exceeds_depth(call.parameters.as_bytes(), MAX_JSON_DEPTH - 1) {
             return Err(ProtocolError::new("too deep"));
         }
+        validate_json(call.parameters)?;
         Ok(call)
     }
 
@@ -816,6 +853,18 @@ mod fast_path_tests {
                 prop_assert_eq!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn a_number_out_of_range_is_malformed_on_both_paths() {
+        for text in [
+            r#"{"method":"a.b.C","parameters":{"x":1e400}}"#,
+            r#"{"org.example.v":1,"method":"a.b.C","parameters":{"x":{"y":[-2e308]}}}"#,
+        ] {
+            let error = CallMessage::parse(text.as_bytes()).expect_err(text);
+            assert!(error.reason.contains("number out of range"), "{error}");
+        }
+        assert!(CallMessage::parse(br#"{"method":"a.b.C","parameters":{"x":1e300}}"#).is_ok());
     }
 
     #[test]
