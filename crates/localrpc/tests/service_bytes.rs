@@ -309,6 +309,10 @@ async fn protocol_violations_close_the_connection() {
         r#"{"method":"org.example.test.Nope","parameters":{"a":1e400}}"#,
         r#"{"method":"org.example.test.Declared","parameters":{"a":[-1e999]}}"#,
         r#"{"org.example.trace":1,"method":"org.example.nope.X","parameters":{"a":1e400}}"#,
+        // serde_json's raw-value token inside a value stands for the JSON text it holds, which
+        // must be valid: the same for known and unknown methods.
+        r#"{"method":"org.example.test.Nope","parameters":{"a":{"$serde_json::private::RawValue":"x"}}}"#,
+        r#"{"method":"org.example.test.Move","parameters":{"p":{"$serde_json::private::RawValue":"{"}}}"#,
     ] {
         assert!(exchange(&s, bad).await.starts_with("CLOSE: "), "{bad}");
     }

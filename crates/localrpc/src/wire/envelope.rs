@@ -168,20 +168,42 @@ fn exceeds_depth(text: &[u8], limit: usize) -> bool {
     false
 }
 
-/// Splits `a.b.Method` into (`a.b`, `Method`); validated names always contain a dot.
 /// Checks that `parameters` (from [`CallMessage::parse_envelope`]) is JSON that serde_json
-/// reads as a value: valid syntax, and every number within `f64`'s range. (`1e400` is valid
-/// JSON syntax but no `f64`; the IDL check, and any handler reading the value, fail on it as
-/// on a syntax error, so a call carrying one closes the connection whichever method it names.)
+/// reads as a map of values: valid syntax, every number within `f64`'s range, serde_json's
+/// raw-value token honoured. (`1e400` is valid JSON syntax but no `f64`; the IDL check, and any
+/// handler reading the value, fail on it as on a syntax error, so a call carrying one closes
+/// the connection whichever method it names.)
 pub(crate) fn validate_json(parameters: &str) -> Result<(), ProtocolError> {
     let mut de = serde_json::Deserializer::from_str(parameters);
-    AnyValue::deserialize(&mut de)
-        .and_then(|AnyValue| de.end())
+    // The parameters are a `Map`, whose own keys serde_json never takes for its raw-value
+    // token; every value in it is a `Value`, where it does.
+    de.deserialize_map(ParametersMap)
+        .and_then(|()| de.end())
         .map_err(|e| ProtocolError::new(format!("invalid parameters: {e}")))
 }
 
-/// Any JSON value, read the way serde_json reads one into a `Value` (numbers parsed, so one
-/// out of range is an error) but kept nowhere. `IgnoredAny` would skip numbers unread.
+/// serde_json's raw-value token (its `raw_value` feature is on in this workspace): an object
+/// read into a `Value` whose *first* key is this stands for the JSON text in its string value,
+/// parsed in its place; no other key may follow.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The parameters object, read as serde_json reads a `Map<String, Value>`.
+struct ParametersMap;
+
+impl<'de> Visitor<'de> for ParametersMap {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, AnyValue>()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Any JSON value, read the way serde_json reads one into a `Value` (numbers parsed, strings
+/// unescaped, the raw-value token honoured) but kept nowhere. `IgnoredAny` checks none of that.
 struct AnyValue;
 
 impl<'de> Deserialize<'de> for AnyValue {
@@ -219,8 +241,44 @@ impl<'de> Visitor<'de> for AnyValue {
         Ok(AnyValue)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        let Some(first_is_token) = map.next_key_seed(IsRawValueToken)? else {
+            return Ok(AnyValue);
+        };
+        if first_is_token {
+            // As `Value` does: the string is JSON text read in place of the object (serde_json
+            // then fails on any further key when the map ends).
+            let CowStr(text) = map.next_value()?;
+            let mut de = serde_json::Deserializer::from_str(&text);
+            AnyValue::deserialize(&mut de)
+                .and_then(|AnyValue| de.end())
+                .map_err(de::Error::custom)?;
+            return Ok(AnyValue);
+        }
+        map.next_value::<AnyValue>()?;
         while map.next_entry::<IgnoredAny, AnyValue>()?.is_some() {}
         Ok(AnyValue)
+    }
+}
+
+/// A map key: whether it is [`RAW_VALUE_TOKEN`] once unescaped (as serde_json compares it).
+struct IsRawValueToken;
+
+impl<'de> de::DeserializeSeed<'de> for IsRawValueToken {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsRawValueToken {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == RAW_VALUE_TOKEN)
     }
 }
 
