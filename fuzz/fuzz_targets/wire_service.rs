@@ -11,7 +11,11 @@
 //! Oracles: `handle` fails exactly when `CallMessage::parse` does; every reply written is a
 //! valid reply message; a oneway call gets no reply; a call without `more` gets exactly one
 //! reply, without `continues`; a `more` call gets replies with `continues` followed by one
-//! final reply without it (unless the simulated peer went away mid-stream).
+//! final reply without it (unless the simulated peer went away mid-stream). An
+//! `io.localrpc.Echo.Echo` call answered without an error gets back the `text` it sent (as
+//! serde_json decodes the call's parameters), in exactly the bytes `serde_json::to_writer`
+//! writes for that reply, which holds the hand-written reply serializer (`wire::to_writer`
+//! and its string escaping) to serde_json's output.
 
 #![no_main]
 
@@ -22,6 +26,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use localrpc::service::{AccessPolicy, BoxFuture, Dispatched, Output, PeerCredentials, Service};
 use localrpc::wire::{CallMessage, Framer, ReplyMessage};
+use serde_json::{Map, Value};
 
 /// Bytes per simulated client write.
 const WRITE_SIZE: usize = 143;
@@ -49,6 +54,8 @@ struct FuzzOutput {
     pending: Vec<u8>,
     /// Every reply of the current call that has been "written", in order.
     sent: Vec<ReplyMessage>,
+    /// The bytes of each of `sent` (without the NUL).
+    sent_bytes: Vec<Vec<u8>>,
     written_bytes: usize,
     peer_gone: bool,
 }
@@ -64,6 +71,7 @@ impl FuzzOutput {
                     panic!("invalid reply {:?}: {e}", String::from_utf8_lossy(message))
                 });
                 self.sent.push(reply);
+                self.sent_bytes.push(message.to_vec());
             }
         }
     }
@@ -90,6 +98,7 @@ impl Output for FuzzOutput {
 fn check_replies(call: &CallMessage, out: &mut FuzzOutput) {
     out.take_replies();
     let replies = std::mem::take(&mut out.sent);
+    let bytes = std::mem::take(&mut out.sent_bytes);
     if call.flags.oneway {
         assert!(replies.is_empty(), "a oneway call got replies: {replies:?}");
         return;
@@ -107,6 +116,34 @@ fn check_replies(call: &CallMessage, out: &mut FuzzOutput) {
             "several replies without more: {replies:?}"
         );
     }
+    if call.method == "io.localrpc.Echo.Echo" && last.error.is_none() {
+        check_echo(call, last, bytes.last().expect("bytes of each reply"));
+    }
+}
+
+/// A successful `Echo` reply: `{"parameters":{"text":...}}` with the call's `text`, written
+/// as serde_json writes it.
+fn check_echo(call: &CallMessage, reply: &ReplyMessage, reply_bytes: &[u8]) {
+    let params: Map<String, Value> = serde_json::from_str(call.parameters)
+        .unwrap_or_else(|e| panic!("Echo answered parameters serde_json refuses ({e}): {call:?}"));
+    let Some(Value::String(text)) = params.get("text") else {
+        panic!("Echo answered without a string text: {call:?} -> {reply:?}");
+    };
+    assert_eq!(
+        reply.parameters.get("text"),
+        Some(&Value::String(text.clone())),
+        "Echo replied another text: {call:?} -> {reply:?}"
+    );
+    assert_eq!(reply.parameters.len(), 1, "Echo reply: {reply:?}");
+    let expected = format!(
+        "{{\"parameters\":{{\"text\":{}}}}}",
+        serde_json::to_string(text).expect("a string serializes")
+    );
+    assert!(
+        reply_bytes == expected.as_bytes(),
+        "Echo reply bytes differ from serde_json's:\n got  {:?}\n want {expected:?}",
+        String::from_utf8_lossy(reply_bytes)
+    );
 }
 
 /// Returns false once the connection would be closed.
@@ -172,6 +209,7 @@ fuzz_target!(|data: &[u8]| {
         let mut out = FuzzOutput {
             pending: Vec::new(),
             sent: Vec::new(),
+            sent_bytes: Vec::new(),
             written_bytes: 0,
             peer_gone: false,
         };
