@@ -10,10 +10,10 @@ mod framer;
 mod json_escape;
 mod json_writer;
 
+pub(crate) use envelope::validate_json;
 pub use envelope::{
     CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call, encode_reply,
 };
-pub(crate) use envelope::validate_json;
 pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer, READ_RESERVE};
 pub use json_writer::to_writer;
