@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::json_escape::NEEDS_ESCAPE;
+
 /// Deepest JSON nesting accepted in a message, counting the call object itself: set by
 /// serde_json's fixed recursion limit (128). Deeper input (e.g. 10 000 `[`) fails to parse, so
 /// the connection is closed as for any malformed message; nothing recurses without bound.
@@ -376,7 +378,7 @@ fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
     let start = at + 1;
     let mut end = start;
     while let Some(&byte) = bytes.get(end) {
-        if !STRING_SPECIAL[usize::from(byte)] {
+        if !NEEDS_ESCAPE[usize::from(byte)] {
             end += 1;
             continue;
         }
@@ -384,19 +386,6 @@ fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
     }
     None
 }
-
-/// Bytes that end a plain string: the quote, the backslash and control characters.
-static STRING_SPECIAL: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
 
 /// `true` or `false` at `at` into `slot`; the index after it.
 fn literal_bool(bytes: &[u8], at: usize, slot: &mut Option<bool>) -> Option<usize> {

@@ -70,8 +70,9 @@ fn write_short_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// True for the bytes a JSON string must escape: `"`, `\\` and the control bytes (< 0x20).
-static NEEDS_ESCAPE: [bool; 256] = {
+/// True for the bytes a JSON string must escape: `"`, `\\` and the control bytes (< 0x20);
+/// the same bytes end a plain string when parsing.
+pub(super) static NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
@@ -212,7 +213,7 @@ fn last_word(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -282,7 +283,7 @@ mod tests {
     }
 
     /// Characters that exercise every branch: anything, and many of the escaped ones.
-    fn interesting_char() -> impl Strategy<Value = char> {
+    pub(in crate::wire) fn interesting_char() -> impl Strategy<Value = char> {
         prop_oneof![
             3 => any::<char>(),
             3 => (0x20u8..0x7f).prop_map(char::from),

@@ -718,15 +718,8 @@ mod tests {
 
     /// Strings full of what JSON escapes.
     fn text() -> impl Strategy<Value = String> {
-        let c = prop_oneof![
-            3 => any::<char>(),
-            3 => (0x20u8..0x7f).prop_map(char::from),
-            2 => (0u8..0x20).prop_map(char::from),
-            1 => Just('"'),
-            1 => Just('\\'),
-            1 => Just('\u{7f}'),
-        ];
-        prop::collection::vec(c, 0..40).prop_map(|chars| chars.into_iter().collect())
+        prop::collection::vec(crate::wire::json_escape::tests::interesting_char(), 0..40)
+            .prop_map(|chars| chars.into_iter().collect())
     }
 
     /// Floats with the awkward ones often, non-finite ones included.
