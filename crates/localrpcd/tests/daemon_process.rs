@@ -168,6 +168,23 @@ fn socket_mode_defaults_to_0600_and_is_configurable() {
     assert!(!dir.path().join("bad.sock").exists());
 }
 
+/// localrpcd defines `pow` itself (see main.rs), so libm.so is neither linked nor mapped: a
+/// new use of another libm function would bring it back, with its start-up cost and memory.
+#[test]
+fn serves_without_mapping_libm() {
+    let dir = temp_dir();
+    let socket = dir.path().join("nolibm.sock");
+    let daemon = spawn_localrpcd(&socket, &[]);
+    assert_serves(&socket);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", daemon.0.id()))
+        .expect("read the daemon's memory map");
+    assert!(
+        maps.contains("libc.so"),
+        "the map lists shared libraries: {maps}"
+    );
+    assert!(!maps.contains("libm.so"), "libm.so is mapped: {maps}");
+}
+
 #[test]
 fn stale_socket_is_replaced() {
     let dir = temp_dir();
