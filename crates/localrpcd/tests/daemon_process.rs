@@ -185,6 +185,44 @@ fn serves_without_mapping_libm() {
     assert!(!maps.contains("libm.so"), "libm.so is mapped: {maps}");
 }
 
+/// SIGTERM sent the moment the socket file appears still gets the clean exit (status 0, socket
+/// removed): the signal handlers are installed before any socket exists.
+#[test]
+fn sigterm_right_after_the_socket_appears_exits_zero() {
+    let dir = temp_dir();
+    for round in 0..20 {
+        let socket = dir.path().join(format!("early{round}.sock"));
+        let mut daemon = ChildGuard(
+            Command::new(workspace_binary("localrpcd"))
+                .arg("--listen")
+                .arg(format!("unix:{}", socket.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start localrpcd"),
+        );
+        let deadline = std::time::Instant::now() + EXIT_TIMEOUT;
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "localrpcd did not create its socket"
+            );
+            std::thread::yield_now();
+        }
+        localrpc_testkit::process::signal(daemon.0.id(), rustix::process::Signal::TERM);
+        let status = wait_exit(&mut daemon.0, EXIT_TIMEOUT);
+        assert!(
+            status.success(),
+            "round {round}: exit status after an early SIGTERM: {status:?}"
+        );
+        assert!(
+            !socket.exists(),
+            "round {round}: the socket file is removed"
+        );
+    }
+}
+
 #[test]
 fn stale_socket_is_replaced() {
     let dir = temp_dir();

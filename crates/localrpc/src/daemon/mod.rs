@@ -188,6 +188,14 @@ impl Daemon {
     /// idle exit), then reports stopping and drains. Returns Ok on a clean stop.
     pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
         raise_fd_limit();
+        // Signal handlers first: whoever sees a socket appear may stop the daemon with SIGTERM
+        // and gets a clean drain and exit, never the default action's kill. (They also exist
+        // before READY=1, as Type=notify-reload requires.)
+        let shutdown = shutdown_signals()?;
+        let reload = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
+            what: "install SIGHUP handler".into(),
+            source,
+        })?;
         let mut locks = Vec::new();
         let mut options = options;
         let sockets = if !self.activation.is_empty() {
@@ -222,12 +230,6 @@ impl Daemon {
             Sockets::Listeners(bind_own_sockets(&self.name, &options, &mut locks).await?)
         };
         let server = Server::with_config(service, options.server.clone());
-        // Signal handlers exist before READY=1, as Type=notify-reload requires.
-        let shutdown = shutdown_signals()?;
-        let reload = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
-            what: "install SIGHUP handler".into(),
-            source,
-        })?;
         if let Some(interval) = watchdog_interval() {
             let notifier = self.notifier.clone();
             tokio::spawn(async move {

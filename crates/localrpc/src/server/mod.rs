@@ -197,9 +197,10 @@ impl Server {
         let mut accept_loops = tokio::task::JoinSet::new();
         for listener in listeners {
             let server = self.clone();
+            // Aborting the task drops the guard, which removes our socket file: made here, not
+            // inside the task, so that this holds for a task aborted before it first ran.
+            let guard = OwnedSocketFile(listener);
             accept_loops.spawn(async move {
-                // Aborting this task drops the guard, which removes our socket file.
-                let guard = OwnedSocketFile(listener);
                 server.accept_loop(&guard.0).await;
             });
         }
