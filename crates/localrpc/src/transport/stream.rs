@@ -74,12 +74,16 @@ impl Stream {
     }
 
     /// Waits until the stream is readable (data, EOF or an error is pending).
+    ///
+    /// Only one task may wait at a time (the stream's single read waker slot): cheaper than
+    /// tokio's `readable()`, whose waiter list takes its lock twice per wait.
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.readable().await,
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Pipes { read, .. } => read.readable().await,
-        }
+        std::future::poll_fn(|cx| match self {
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Pipes { read, .. } => read.poll_read_ready(cx),
+        })
+        .await
     }
 
     /// Reads what is available without waiting; `WouldBlock` when nothing is.
