@@ -51,21 +51,5 @@ fn main() {
             })
         }
     };
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                // Small stacks: 10 000 idle connections are 10 000 threads.
-                let spawned = std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || serve(stream));
-                if let Err(e) = spawned {
-                    eprintln!("raw-echo: cannot start a thread: {e}");
-                }
-            }
-            Err(e) => {
-                eprintln!("raw-echo: accept: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-    }
+    localrpc_bench::thread_per_connection(listener, "raw-echo", serve)
 }

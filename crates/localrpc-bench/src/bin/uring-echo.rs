@@ -80,24 +80,9 @@ fn main() {
         eprintln!("uring-echo: cannot bind {path}: {e}");
         std::process::exit(1);
     });
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let spawned = std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        if let Err(e) = serve(stream) {
-                            eprintln!("uring-echo: {e}");
-                        }
-                    });
-                if let Err(e) = spawned {
-                    eprintln!("uring-echo: cannot start a thread: {e}");
-                }
-            }
-            Err(e) => {
-                eprintln!("uring-echo: accept: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+    localrpc_bench::thread_per_connection(listener, "uring-echo", |stream| {
+        if let Err(e) = serve(stream) {
+            eprintln!("uring-echo: {e}");
         }
-    }
+    })
 }
