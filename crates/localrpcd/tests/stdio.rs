@@ -1,5 +1,6 @@
 //! `SYSTEMD_VARLINK_LISTEN=-`: localrpcd serves one connection on stdin/stdout (pipes, or a
-//! socket as stdin), then exits 0 — what `ssh-exec:` addresses rely on.
+//! socket as stdin), then exits 0 — what `ssh-exec:` addresses rely on. SIGTERM ends it too,
+//! after the call in flight is answered.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -57,4 +58,38 @@ fn serves_a_socket_given_as_stdin() {
     drop(ours);
     let status = child.wait().expect("wait");
     assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn sigterm_answers_the_call_in_flight_then_exits_zero() {
+    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs_out = theirs.try_clone().expect("dup");
+    let mut child = Command::new(workspace_binary("localrpcd"))
+        .env("SYSTEMD_VARLINK_LISTEN", "-")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start localrpcd");
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // One answered call first: the daemon is up and its signal handlers are installed.
+    ours.write_all(b"{\"method\":\"io.localrpc.Echo.Echo\",\"parameters\":{\"text\":\"up\"}}\0")
+        .expect("write Echo");
+    let up = b"{\"parameters\":{\"text\":\"up\"}}\0";
+    let mut reply = vec![0u8; up.len()];
+    ours.read_exact(&mut reply).expect("Echo reply");
+    assert_eq!(reply, up);
+    ours.write_all(
+        b"{\"method\":\"io.localrpc.Echo.Sleep\",\"parameters\":{\"milliseconds\":300}}\0",
+    )
+    .expect("write Sleep");
+    std::thread::sleep(Duration::from_millis(100));
+    localrpc_testkit::process::signal(child.id(), rustix::process::Signal::TERM);
+    let mut rest = Vec::new();
+    ours.read_to_end(&mut rest)
+        .expect("the Sleep reply, then EOF");
+    assert_eq!(rest, b"{}\0", "the call in flight is answered");
+    let status = localrpc_testkit::process::wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }

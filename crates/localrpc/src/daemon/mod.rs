@@ -244,8 +244,25 @@ impl Daemon {
             Sockets::Connection(stream) => {
                 self.notifier.ready("serving one connection");
                 let peer = stream.peer_credentials();
-                server.serve_connection(stream, peer).await;
-                self.notifier.stopping("connection closed");
+                let mut serving = std::pin::pin!(server.serve_connection(stream, peer));
+                tokio::select! {
+                    () = &mut serving => self.notifier.stopping("connection closed"),
+                    () = shutdown => {
+                        let status = "stopping: finishing calls in flight";
+                        tracing::info!("{status}");
+                        self.notifier.stopping(status);
+                        self.notifier
+                            .extend_timeout(options.drain_timeout + Duration::from_secs(5));
+                        // The connection answers what it has received, then closes; it keeps
+                        // running here while the drain waits for it.
+                        tokio::select! {
+                            () = &mut serving => {}
+                            closed = server.drain(options.drain_timeout) => if !closed {
+                                tracing::warn!("drain timeout passed; closing the connection");
+                            },
+                        }
+                    }
+                }
                 return Ok(());
             }
             Sockets::Listeners(listeners) => listeners,
