@@ -457,6 +457,36 @@ fn connected_fd_is_served_as_one_connection_then_the_daemon_exits_zero() {
     );
 }
 
+#[test]
+fn sigterm_to_a_connection_instance_answers_the_call_in_flight_then_exits_zero() {
+    // What systemd does to Accept=yes instances when the socket unit stops.
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let theirs = OwnedFd::from(theirs);
+    let mut daemon = launch(&[], &[&theirs], ListenPid::Own, &[("LISTEN_FDS", "1")]);
+    drop(theirs);
+    let mut ours = ours;
+    ours.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    assert_eq!(
+        call_on(&mut ours, &echo_call("up")),
+        Outcome::Answered(echo_reply("up"))
+    );
+    ours.write_all(
+        b"{\"method\":\"io.localrpc.Echo.Sleep\",\"parameters\":{\"milliseconds\":300}}\0",
+    )
+    .expect("write Sleep");
+    std::thread::sleep(Duration::from_millis(100));
+    signal(daemon.0.id(), Signal::TERM);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut ours, &mut rest).expect("the Sleep reply, then EOF");
+    assert_eq!(rest, b"{}\0", "the call in flight is answered");
+    let status = wait_exit_pidfd(&mut daemon.0);
+    assert!(
+        status.success(),
+        "exit 0 after SIGTERM: {status}; {}",
+        stderr_of(&mut daemon.0)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // A supervisor that holds the listening socket like PID 1.
 
