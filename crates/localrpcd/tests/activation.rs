@@ -428,15 +428,19 @@ fn foreign_listen_pid_is_ignored_and_the_daemon_binds_its_own_socket() {
     assert!(passed.exists(), "the passed one is untouched");
 }
 
-#[test]
-fn connected_fd_is_served_as_one_connection_then_the_daemon_exits_zero() {
+/// The daemon activated with one connected socket, as with `--accept` (no LISTEN_FDNAMES);
+/// returns our end (read timeout set) and the daemon.
+fn launch_on_connection() -> (UnixStream, ChildGuard) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let theirs = OwnedFd::from(theirs);
-    // As with --accept: no LISTEN_FDNAMES.
-    let mut daemon = launch(&[], &[&theirs], ListenPid::Own, &[("LISTEN_FDS", "1")]);
-    drop(theirs);
-    let mut ours = ours;
+    let daemon = launch(&[], &[&theirs], ListenPid::Own, &[("LISTEN_FDS", "1")]);
     ours.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    (ours, daemon)
+}
+
+#[test]
+fn connected_fd_is_served_as_one_connection_then_the_daemon_exits_zero() {
+    let (mut ours, mut daemon) = launch_on_connection();
     for text in ["one", "two", "three"] {
         assert_eq!(
             call_on(&mut ours, &echo_call(text)),
@@ -460,12 +464,7 @@ fn connected_fd_is_served_as_one_connection_then_the_daemon_exits_zero() {
 #[test]
 fn sigterm_to_a_connection_instance_answers_the_call_in_flight_then_exits_zero() {
     // What systemd does to Accept=yes instances when the socket unit stops.
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let theirs = OwnedFd::from(theirs);
-    let mut daemon = launch(&[], &[&theirs], ListenPid::Own, &[("LISTEN_FDS", "1")]);
-    drop(theirs);
-    let mut ours = ours;
-    ours.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let (mut ours, mut daemon) = launch_on_connection();
     assert_eq!(
         call_on(&mut ours, &echo_call("up")),
         Outcome::Answered(echo_reply("up"))

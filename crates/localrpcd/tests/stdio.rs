@@ -38,11 +38,12 @@ fn serves_one_connection_over_pipes() {
     assert!(status.success(), "exit {status:?}");
 }
 
-#[test]
-fn serves_a_socket_given_as_stdin() {
-    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+/// localrpcd with one end of a socket pair as its stdin and stdout; returns the other end
+/// (10 s read timeout) and the child.
+fn spawn_on_socket() -> (UnixStream, std::process::Child) {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let theirs_out = theirs.try_clone().expect("dup");
-    let mut child = Command::new(workspace_binary("localrpcd"))
+    let child = Command::new(workspace_binary("localrpcd"))
         .env("SYSTEMD_VARLINK_LISTEN", "-")
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
@@ -51,6 +52,12 @@ fn serves_a_socket_given_as_stdin() {
         .expect("start localrpcd");
     ours.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    (ours, child)
+}
+
+#[test]
+fn serves_a_socket_given_as_stdin() {
+    let (mut ours, mut child) = spawn_on_socket();
     ours.write_all(CALLS).expect("write calls");
     let mut replies = vec![0u8; REPLIES.len()];
     ours.read_exact(&mut replies).expect("all replies");
@@ -62,17 +69,7 @@ fn serves_a_socket_given_as_stdin() {
 
 #[test]
 fn sigterm_answers_the_call_in_flight_then_exits_zero() {
-    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
-    let theirs_out = theirs.try_clone().expect("dup");
-    let mut child = Command::new(workspace_binary("localrpcd"))
-        .env("SYSTEMD_VARLINK_LISTEN", "-")
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start localrpcd");
-    ours.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let (mut ours, mut child) = spawn_on_socket();
     // One answered call first: the daemon is up and its signal handlers are installed.
     ours.write_all(b"{\"method\":\"io.localrpc.Echo.Echo\",\"parameters\":{\"text\":\"up\"}}\0")
         .expect("write Echo");
