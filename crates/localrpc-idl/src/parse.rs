@@ -255,54 +255,47 @@ impl<'a> Parser<'a> {
         self.src[self.pos..].chars().next()
     }
 
-    /// Consumes one character, keeping line/column and the doc-comment state up to date.
-    fn advance_char(&mut self) -> Option<char> {
-        let c = self.peek_char()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            if self.line_blank {
-                // A blank line ends any comment block.
-                self.pending_doc.clear();
-            }
-            self.line += 1;
-            self.column = 1;
-            self.line_has_token = false;
-            self.line_blank = true;
-        } else {
-            self.column += 1;
+    /// Consumes a `\n`: a new line starts, and a blank line ends any comment block.
+    fn newline(&mut self) {
+        self.pos += 1;
+        if self.line_blank {
+            self.pending_doc.clear();
         }
-        Some(c)
+        self.line += 1;
+        self.column = 1;
+        self.line_has_token = false;
+        self.line_blank = true;
     }
 
     /// Skips whitespace and comments, collecting own-line comments into `pending_doc`.
     fn skip_trivia(&mut self) {
-        while let Some(c) = self.peek_char() {
-            if is_space(c) {
-                self.advance_char();
-            } else if c == '#' {
-                let trailing = self.line_has_token;
-                self.line_blank = false;
-                let rest = &self.src[self.pos + 1..];
-                let len = rest.find('\n').unwrap_or(rest.len());
-                let mut text = &rest[..len];
-                text = text.trim_end_matches('\r');
-                text = text.strip_prefix(' ').unwrap_or(text);
-                if !trailing {
-                    self.pending_doc.push(text.to_string());
+        while let Some(&byte) = self.src.as_bytes().get(self.pos) {
+            match byte {
+                b'\n' => self.newline(),
+                b' ' | b'\t' | b'\r' => {
+                    self.pos += 1;
+                    self.column += 1;
                 }
-                // Consume up to (not including) the newline.
-                let end = self.pos + 1 + len;
-                while self.pos < end {
-                    self.advance_char();
+                b'#' => {
+                    let trailing = self.line_has_token;
+                    self.line_blank = false;
+                    let rest = &self.src[self.pos + 1..];
+                    let len = rest.find('\n').unwrap_or(rest.len());
+                    let comment = &rest[..len];
+                    if !trailing {
+                        let text = comment.trim_end_matches('\r');
+                        self.pending_doc
+                            .push(text.strip_prefix(' ').unwrap_or(text).to_string());
+                    }
+                    // Up to (not including) the newline: `#` and one column per character.
+                    self.pos += 1 + len;
+                    self.column += 1 + comment.chars().count();
                 }
-            } else {
-                break;
+                _ => break,
             }
         }
     }
 
-    /// Lexes the next token without consuming it. Returns the token, its position and its length
-    /// in bytes.
     fn peek(&mut self) -> PResult<(Tok<'a>, Pos, usize)> {
         self.skip_trivia();
         let at = self.here();
@@ -345,10 +338,9 @@ impl<'a> Parser<'a> {
     /// block that preceded it.
     fn bump(&mut self, len: usize) -> Vec<String> {
         let doc = std::mem::take(&mut self.pending_doc);
-        let end = self.pos + len;
-        while self.pos < end {
-            self.advance_char();
-        }
+        // Tokens are ASCII and never span lines: one column per byte.
+        self.pos += len;
+        self.column += len;
         self.line_has_token = true;
         self.line_blank = false;
         doc

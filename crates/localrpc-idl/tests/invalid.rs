@@ -25,6 +25,11 @@ const CASES: &[(&str, &str)] = &[
         "1:24: expected at least one 'type', 'method' or 'error' declaration, found end of input",
     ),
     (
+        // Columns count characters: the comment's é is one column, not two bytes.
+        "interface org.example.a # café",
+        "1:31: expected at least one 'type', 'method' or 'error' declaration, found end of input",
+    ),
+    (
         "interface org.example.a\n# just a comment\n",
         "3:1: expected at least one 'type', 'method' or 'error' declaration, found end of input",
     ),
