@@ -1,10 +1,11 @@
 //! Server limits over real Unix sockets: connection caps, slow senders, idle peers, peers
 //! that never read, and draining.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use localrpc::server::{Server, ServerConfig, StopReason};
-use localrpc::service::{InterfaceBuilder, Reply, Service};
+use localrpc::service::{CallContext, InterfaceBuilder, Reply, Service};
 use localrpc_testkit::InProcessServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -319,7 +320,12 @@ async fn handlers_see_the_peer_pidfd_where_the_kernel_has_it() {
         .method("Who", |call| {
             Box::pin(async move {
                 let pid = call.context.peer.and_then(|p| p.pid);
-                let pidfd_pid = call.context.peer_pidfd.as_deref().and_then(pid_of_pidfd);
+                let pidfd_pid = call
+                    .context
+                    .peer_pidfd
+                    .get()
+                    .as_deref()
+                    .and_then(pid_of_pidfd);
                 Reply::with(json!({ "pid": pid, "pidfd_pid": pidfd_pid }))
             })
         });
@@ -334,18 +340,131 @@ async fn handlers_see_the_peer_pidfd_where_the_kernel_has_it() {
         serde_json::from_str(&read_reply(&mut stream).await.expect("a reply")).expect("JSON");
     let own = std::process::id() as i64;
     assert_eq!(reply["parameters"]["pid"], own);
+    if kernel_has_peer_pidfd() {
+        assert_eq!(
+            reply["parameters"]["pidfd_pid"], own,
+            "the pidfd refers to the caller"
+        );
+    }
+}
+
+/// Linux 6.5+ gives pidfds for socket peers (SO_PEERPIDFD); says so when it does not.
+fn kernel_has_peer_pidfd() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let (major, minor) = release
         .split('.')
         .take(2)
         .map(|n| n.trim().parse::<u32>().unwrap_or(0))
         .fold((0, 0), |(a, _), n| if a == 0 { (n, 0) } else { (a, n) });
-    if (major, minor) >= (6, 5) {
-        assert_eq!(
-            reply["parameters"]["pidfd_pid"], own,
-            "the pidfd refers to the caller"
+    let has = (major, minor) >= (6, 5);
+    if !has {
+        eprintln!("SKIPPED pidfd checks: kernel {release} has no SO_PEERPIDFD");
+    }
+    has
+}
+
+/// Pidfds this process holds now.
+fn open_pidfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+/// A service whose `Keep` method keeps each call's context; with `ask` it takes the pidfd.
+fn keeping_service(kept: Arc<Mutex<Vec<CallContext>>>) -> Service {
+    const KEEP_IDL: &str = "interface org.example.keep\nmethod Keep(ask: bool) -> ()\n";
+    let iface = InterfaceBuilder::new(KEEP_IDL)
+        .expect("IDL parses")
+        .method("Keep", move |call| {
+            let kept = kept.clone();
+            Box::pin(async move {
+                if call.parameter::<bool>("ask")? {
+                    call.context.peer_pidfd.get();
+                }
+                kept.lock().expect("lock").push(call.context.clone());
+                Ok(Reply::empty())
+            })
+        });
+    Service::builder().interface(iface).build().expect("builds")
+}
+
+async fn keep(stream: &mut UnixStream, ask: bool) {
+    let call =
+        format!("{{\"method\":\"org.example.keep.Keep\",\"parameters\":{{\"ask\":{ask}}}}}\0");
+    stream.write_all(call.as_bytes()).await.expect("write");
+    let reply = read_reply(stream).await.expect("a reply");
+    assert!(!reply.contains("\"error\""), "{reply}");
+}
+
+#[tokio::test]
+async fn a_connection_holds_no_pidfd_until_a_handler_asks_for_it() {
+    const CONNECTIONS: usize = 20;
+    let running = InProcessServer::start(keeping_service(Arc::default())).await;
+    let before = open_pidfds();
+    let mut streams = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = UnixStream::connect(&running.path).await.expect("connect");
+        keep(&mut stream, false).await;
+        streams.push(stream);
+    }
+    let idle = open_pidfds().saturating_sub(before);
+    // Other tests of this binary may hold a pidfd or two meanwhile; one per connection would
+    // be 20.
+    assert!(
+        idle <= 3,
+        "{idle} pidfds for {CONNECTIONS} connections that never asked"
+    );
+    if kernel_has_peer_pidfd() {
+        for stream in &mut streams {
+            keep(stream, true).await;
+        }
+        let asked = open_pidfds().saturating_sub(before);
+        assert!(
+            asked >= CONNECTIONS,
+            "{asked} pidfds after {CONNECTIONS} asked"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_pidfd_not_taken_before_its_connection_closed_is_none_and_a_taken_one_stays() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let running = InProcessServer::start(keeping_service(kept.clone())).await;
+    let mut asked = UnixStream::connect(&running.path).await.expect("connect");
+    keep(&mut asked, true).await;
+    let mut not_asked = UnixStream::connect(&running.path).await.expect("connect");
+    keep(&mut not_asked, false).await;
+    drop((asked, not_asked));
+    for _ in 0..500 {
+        if running.server.active_connections() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        running.server.active_connections(),
+        0,
+        "both connections closed"
+    );
+    // New connections' sockets (both ends are in this process) take the closed ones' fd
+    // numbers.
+    let mut newer = Vec::new();
+    for _ in 0..4 {
+        let mut stream = UnixStream::connect(&running.path).await.expect("connect");
+        keep(&mut stream, false).await;
+        newer.push(stream);
+    }
+    let kept = kept.lock().expect("lock").clone();
+    // The second connection's socket is closed: asking now must not read whatever socket
+    // has its fd number.
+    assert!(kept[1].peer_pidfd.get().is_none());
+    let taken = kept[0].peer_pidfd.get();
+    if kernel_has_peer_pidfd() {
+        let pid = taken.as_deref().and_then(pid_of_pidfd);
+        assert_eq!(pid, Some(std::process::id() as i32), "kept after the close");
     } else {
-        eprintln!("SKIPPED pidfd check: kernel {release} has no SO_PEERPIDFD");
+        assert!(taken.is_none());
     }
 }

@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = localrpc::wire::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
 
-    /// Most connections open at once (capped at 3/8 of RLIMIT_NOFILE: a socket and a pidfd each); more are closed at once.
+    /// Most connections open at once (capped at 3/4 of RLIMIT_NOFILE, as sd-varlink); more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     max_connections: usize,
 

@@ -28,7 +28,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{ServerConfig, ServerStats};
-use crate::service::{BoxFuture, Dispatched, Output, Peer, Service, UpgradeHandler};
+use crate::service::{
+    BoxFuture, Dispatched, Output, Peer, PidfdSocketGuard, Service, UpgradeHandler,
+};
 use crate::transport::{FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds};
 use crate::wire::{Framer, READ_RESERVE};
 
@@ -55,6 +57,9 @@ const YIELD_AFTER_BYTES: usize = 1024 * 1024;
 
 /// The write side of a connection: replies accumulate in `pending` and go out in one write.
 struct ConnectionOutput {
+    /// Lets handlers take the peer's pidfd from the socket. Declared before `stream`, so it
+    /// is dropped first: [`PidfdSocketGuard`] must go before the socket closes.
+    pidfd_guard: Option<PidfdSocketGuard>,
     stream: Stream,
     pending: Vec<u8>,
     /// Descriptors to pass with the reply starting at each offset of `pending`, ascending.
@@ -172,6 +177,7 @@ pub(super) async fn run(
     stats: &ServerStats,
     mut draining: watch::Receiver<bool>,
     stream: Stream,
+    pidfd_guard: Option<PidfdSocketGuard>,
     peer: Peer,
 ) {
     let mut input = Input {
@@ -180,6 +186,7 @@ pub(super) async fn run(
             .then(|| FdReceiver::new(config.max_fds_per_message, 2 * config.max_fds_per_message)),
     };
     let mut output = ConnectionOutput {
+        pidfd_guard,
         stream,
         pending: Vec::new(),
         pending_fds: Vec::new(),
@@ -212,6 +219,8 @@ pub(super) async fn run(
             tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
         }
         End::Upgrade(handler) => {
+            // The socket moves on into the upgraded stream: a pidfd not taken by now stays so.
+            drop(output.pidfd_guard.take());
             let raw = UpgradedStream::new(input.framer.take_buffered(), output.stream);
             handler(Box::new(raw)).await;
         }
@@ -549,6 +558,7 @@ mod tests {
         let len = framer.next_message_len().unwrap().unwrap();
         framer.consume_message(len);
         let mut output = ConnectionOutput {
+            pidfd_guard: None,
             stream: Stream::Unix(ours),
             pending: vec![b'y'; reply_len],
             pending_fds: Vec::new(),

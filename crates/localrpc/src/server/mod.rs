@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::service::{Peer, PeerCredentials, Service};
+use crate::service::{Peer, PeerCredentials, PeerPidfd, Service};
 use crate::transport::{Listener, Stream};
 use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
 
@@ -32,8 +32,7 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Connections open at once; further ones are closed right after accept and counted in
     /// [`ServerStats::connections_refused`]. Default 4096, and never more than 3/4 of
-    /// `RLIMIT_NOFILE` over the 2 fds each connection holds (socket and pidfd), read when the
-    /// server is created.
+    /// `RLIMIT_NOFILE` (as sd-varlink), read when the server is created.
     pub max_connections: usize,
     /// Connections open at once per peer uid (Unix sockets). Default 1024.
     pub max_connections_per_uid: usize,
@@ -78,17 +77,15 @@ impl Default for ServerConfig {
     }
 }
 
-/// The most connections a server allows: 3/4 of the soft `RLIMIT_NOFILE` (as sd-varlink),
-/// divided by the fds each connection holds.
+/// The most connections a server allows: 3/4 of the soft `RLIMIT_NOFILE`, as sd-varlink. A
+/// connection holds its socket, and a pidfd only once a handler asks for one
+/// ([`PeerPidfd::get`]); when the fds run out, accepting backs off and `get` returns `None`.
 fn connection_cap_from_rlimit() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current.map_or(usize::MAX, |n| {
-        usize::try_from(n / 4 * 3 / FDS_PER_CONNECTION).unwrap_or(usize::MAX)
+        usize::try_from(n / 4 * 3).unwrap_or(usize::MAX)
     })
 }
-
-/// File descriptors one connection holds: its socket and the peer's pidfd.
-const FDS_PER_CONNECTION: u64 = 2;
 
 /// Counters a server keeps, readable while it runs.
 #[derive(Debug, Default)]
@@ -281,9 +278,16 @@ impl Server {
     ) {
         ServerStats::bump(&self.stats.connections_accepted);
         let draining = self.draining.subscribe();
+        let (pidfd, pidfd_guard) = match stream.unix_socket_fd() {
+            Some(socket) => {
+                let (pidfd, guard) = PeerPidfd::for_socket(socket);
+                (pidfd, Some(guard))
+            }
+            None => (PeerPidfd::default(), None),
+        };
         let peer = Peer {
             credentials: peer,
-            pidfd: stream.peer_pidfd().map(Arc::new),
+            pidfd,
         };
         connection::run(
             &self.service,
@@ -291,6 +295,7 @@ impl Server {
             &self.stats,
             draining,
             stream,
+            pidfd_guard,
             peer,
         )
         .await;

@@ -1,10 +1,9 @@
 //! What a handler knows about the call it serves: op id, peer, flags.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::wire::CallFlags;
 
@@ -25,9 +24,72 @@ pub struct PeerCredentials {
 pub struct Peer {
     /// SO_PEERCRED, on Unix sockets.
     pub credentials: Option<PeerCredentials>,
-    /// SO_PEERPIDFD, where the kernel has it (6.5+): refers to the peer process itself, so
-    /// unlike the pid it cannot be reused by another process.
-    pub pidfd: Option<Arc<OwnedFd>>,
+    /// The peer's pidfd, taken when first asked for.
+    pub pidfd: PeerPidfd,
+}
+
+/// The pidfd of the process at the other end of a Unix socket (SO_PEERPIDFD, Linux 6.5+). It
+/// refers to that process itself, so unlike its pid it can never name another process.
+///
+/// Taken from the connection's socket the first time [`PeerPidfd::get`] is called, then kept
+/// (clones share it): a connection whose handlers never ask holds one fd instead of two, as
+/// with sd-varlink.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPidfd(Option<Arc<Mutex<PidfdSlot>>>);
+
+#[derive(Debug)]
+enum PidfdSlot {
+    /// Not asked for yet: the connection's socket, open for as long as the slot holds it.
+    Socket(RawFd),
+    /// Asked for: the pidfd, or `None` where the kernel gave none.
+    Taken(Option<Arc<OwnedFd>>),
+    /// The connection was closed before anybody asked.
+    Closed,
+}
+
+impl PeerPidfd {
+    /// A handle for `socket`'s peer, and the guard that the connection must drop before it
+    /// closes the socket.
+    pub(crate) fn for_socket(socket: BorrowedFd<'_>) -> (PeerPidfd, PidfdSocketGuard) {
+        let slot = Arc::new(Mutex::new(PidfdSlot::Socket(socket.as_raw_fd())));
+        (PeerPidfd(Some(slot.clone())), PidfdSocketGuard(slot))
+    }
+
+    /// The peer's pidfd; `None` where the kernel has none, the connection is not a Unix
+    /// socket, no fd could be allocated, or the connection was closed (or upgraded) before
+    /// the first call of this method.
+    pub fn get(&self) -> Option<Arc<OwnedFd>> {
+        let mut slot = self
+            .0
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let PidfdSlot::Socket(fd) = *slot {
+            // SAFETY: the slot holds the socket's fd only while the socket is open: the
+            // connection drops its `PidfdSocketGuard`, which takes the fd out under this
+            // lock, before it closes the socket.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            *slot = PidfdSlot::Taken(crate::transport::peer_pidfd(socket).map(Arc::new));
+        }
+        match &*slot {
+            PidfdSlot::Taken(pidfd) => pidfd.clone(),
+            PidfdSlot::Socket(_) | PidfdSlot::Closed => None,
+        }
+    }
+}
+
+/// Kept by a connection beside its socket. Dropping it, which must happen before the socket
+/// is closed, ends [`PeerPidfd`]'s use of the socket's fd.
+#[derive(Debug)]
+pub(crate) struct PidfdSocketGuard(Arc<Mutex<PidfdSlot>>);
+
+impl Drop for PidfdSocketGuard {
+    fn drop(&mut self) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let PidfdSlot::Socket(_) = *slot {
+            *slot = PidfdSlot::Closed;
+        }
+    }
 }
 
 /// An operation id: names one call in every log line and error that concerns it.
@@ -71,8 +133,9 @@ pub struct CallContext {
     pub op_id: OpId,
     /// The caller's credentials, on Unix sockets.
     pub peer: Option<PeerCredentials>,
-    /// A pidfd for the caller's process, where the kernel provides one (SO_PEERPIDFD).
-    pub peer_pidfd: Option<Arc<OwnedFd>>,
+    /// A pidfd for the caller's process, where the kernel provides one (SO_PEERPIDFD): see
+    /// [`PeerPidfd::get`].
+    pub peer_pidfd: PeerPidfd,
     /// The call's flags.
     pub flags: CallFlags,
 }

@@ -9,7 +9,8 @@ mod error;
 mod policy;
 mod registry;
 
-pub use context::{CallContext, OpId, Peer, PeerCredentials};
+pub(crate) use context::PidfdSocketGuard;
+pub use context::{CallContext, OpId, Peer, PeerCredentials, PeerPidfd};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{

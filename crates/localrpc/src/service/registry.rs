@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::context::{CallContext, OpId, Peer, PeerCredentials};
+use super::context::{CallContext, OpId, Peer, PeerCredentials, PeerPidfd};
 use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
 use super::policy::AccessPolicy;
 use crate::wire::{CallMessage, ProtocolError, encode_reply, validate_json};
@@ -802,7 +802,7 @@ impl Service {
     ) -> Result<Dispatched, ProtocolError> {
         let peer = Peer {
             credentials: peer,
-            pidfd: None,
+            pidfd: PeerPidfd::default(),
         };
         self.handle_peer(message, &peer, out).await
     }

@@ -20,4 +20,5 @@ pub use address::{Address, AddressError};
 pub use fds::{FdReceiver, Received, send_with_fds, write_all_with_fds};
 pub use listener::{BindError, Listener, UnixBindOptions};
 pub use stream::Stream;
+pub(crate) use stream::peer_pidfd;
 pub use upgraded::UpgradedStream;

@@ -119,6 +119,14 @@ impl Stream {
         }
     }
 
+    /// The socket's fd, on Unix sockets (for [`crate::service::PeerPidfd`]).
+    pub(crate) fn unix_socket_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Stream::Unix(s) => Some(s.as_fd()),
+            Stream::Tcp(_) | Stream::Pipes { .. } => None,
+        }
+    }
+
     /// The peer's credentials, on Unix sockets.
     pub fn peer_credentials(&self) -> Option<PeerCredentials> {
         match self {
@@ -133,7 +141,7 @@ impl Stream {
 }
 
 /// `getsockopt(SO_PEERPIDFD)`, by hand because rustix does not wrap this option yet.
-fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
+pub(crate) fn peer_pidfd(socket: BorrowedFd<'_>) -> Option<OwnedFd> {
     /// From linux/asm-generic/socket.h.
     const SO_PEERPIDFD: libc::c_int = 77;
     let mut pidfd: libc::c_int = -1;
