@@ -164,6 +164,39 @@ fn exec_child_is_reaped_when_the_connection_is_dropped() {
     });
 }
 
+/// Why `Connection::set_op_id` is for localrpc peers only: sd-varlink closes the connection on
+/// the `io.localrpc` vendor key that carries the op id, though varlink servers are asked to
+/// ignore vendor keys. Without it, calls to sd-varlink work as always.
+#[test]
+fn sd_varlink_refuses_the_op_id_vendor_key() {
+    let creds = require_peer!(Peer::SystemdCreds);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let address = format!("exec:{}", creds.display());
+    runtime.block_on(async {
+        for op_id in [None, Some(localrpc::service::OpId::mint())] {
+            let mut connection = localrpc::client::Connection::connect(&address)
+                .await
+                .expect("exec: connect");
+            connection.set_op_id(op_id);
+            let info = connection
+                .call("org.varlink.service.GetInfo", serde_json::json!({}))
+                .await;
+            if op_id.is_some() {
+                assert!(
+                    matches!(info, Err(localrpc::client::Error::ConnectionLost(_))),
+                    "systemd-creds took the vendor key now ({info:?}): revisit the advice on \
+                     Connection::set_op_id"
+                );
+            } else {
+                assert!(info.is_ok(), "{info:?}");
+            }
+        }
+    });
+}
+
 #[test]
 fn exec_child_that_ignores_eof_is_killed() {
     // A "server" that never reads fd 3 and never exits by itself.

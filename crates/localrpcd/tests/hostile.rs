@@ -932,6 +932,13 @@ fn allow_uid_denies_others_but_leaves_getinfo_open() {
     );
     assert!(replies[1].get("error").is_none(), "{}", replies[1]);
     assert_eq!(replies[1]["parameters"]["product"], "localrpcd");
+    // The refusal is logged with the call's op id.
+    let log = daemon.wait_for_log("permission denied");
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("permission denied"))
+        .unwrap_or_default();
+    assert!(refusal.contains("op_id=op-"), "{refusal}");
     assert!(
         replies[1]["parameters"]["interfaces"]
             .as_array()

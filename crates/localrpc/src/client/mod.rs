@@ -17,13 +17,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::service::ErrorReply;
+use crate::service::{ErrorReply, OpId};
 use crate::transport::{
     Address, AddressError, FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds,
 };
 use crate::wire::{
     CallFlags, DEFAULT_MAX_MESSAGE_SIZE, Framer, ProtocolError, ReplyMessage, SCM_MAX_FD,
-    encode_call,
+    encode_call_with_op_id,
 };
 
 /// How long a call waits for its reply unless told otherwise (as sd-varlink: 45 s).
@@ -95,6 +95,8 @@ pub struct Connection {
     out_fds: Vec<(usize, Vec<OwnedFd>)>,
     /// Set once the connection reads with `recvmsg` (descriptors in replies are received).
     fds_in: Option<FdReceiver>,
+    /// The op id sent with each call ([`Connection::set_op_id`]).
+    op_id: Option<OpId>,
 }
 
 impl Connection {
@@ -126,7 +128,19 @@ impl Connection {
             owed_replies: 0,
             out_fds: Vec::new(),
             fds_in: None,
+            op_id: None,
         }
+    }
+
+    /// Sends `op_id` with every following call (`None`: stop). A handler that calls another
+    /// daemon passes its call's id (`call.context.op_id`): a localrpc server adopts it for the
+    /// call it serves, so that one id names the work in the logs of every daemon it passes
+    /// through. It travels as a vendor key (`"io.localrpc":{"op_id":"op-…"}`), which varlink
+    /// servers are asked to ignore and the Python and Go implementations do; systemd's
+    /// sd-varlink (262) closes the connection on any key it does not know, so set it only for
+    /// localrpc peers.
+    pub fn set_op_id(&mut self, op_id: Option<OpId>) {
+        self.op_id = op_id;
     }
 
     /// From now on, read with `recvmsg` so that descriptors the server passes with replies
@@ -276,7 +290,8 @@ impl Connection {
         parameters: &impl Serialize,
         flags: CallFlags,
     ) -> Result<(), Error> {
-        encode_call(&mut self.out, method, parameters, flags)?;
+        let op_id = self.op_id.map(OpId::get);
+        encode_call_with_op_id(&mut self.out, method, parameters, flags, op_id)?;
         if !flags.oneway {
             self.owed_replies += 1;
         }

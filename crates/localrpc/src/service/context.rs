@@ -93,10 +93,18 @@ impl Drop for PidfdSocketGuard {
 }
 
 /// An operation id: names one call in every log line and error that concerns it.
+///
+/// A call that arrives with one (from another localrpc daemon's handler, see
+/// [`crate::client::Connection::set_op_id`]) keeps it; other calls get a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OpId(u64);
 
 impl OpId {
+    /// The op id the caller sent, or a new one.
+    pub(crate) fn adopt_or_mint(sent: Option<u64>) -> OpId {
+        sent.map_or_else(OpId::mint, OpId)
+    }
+
     /// A new id, unique within this process and unlikely to collide across processes.
     pub fn mint() -> OpId {
         static NEXT: OnceLock<AtomicU64> = OnceLock::new();
@@ -120,9 +128,23 @@ impl OpId {
 
 impl fmt::Display for OpId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "op-{:012x}", self.0)
+        crate::wire::format_op_id(f, self.0)
     }
 }
+
+impl std::str::FromStr for OpId {
+    type Err = InvalidOpId;
+
+    /// Parses the form [`OpId`]'s `Display` writes: `op-` and 1 to 16 hex digits.
+    fn from_str(text: &str) -> Result<OpId, InvalidOpId> {
+        crate::wire::parse_op_id(text).map(OpId).ok_or(InvalidOpId)
+    }
+}
+
+/// A text that is not an op id (`op-` and 1 to 16 hex digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an op id: expected op- and 1 to 16 hex digits")]
+pub struct InvalidOpId;
 
 /// Everything about a call except its parameters.
 #[derive(Debug, Clone)]

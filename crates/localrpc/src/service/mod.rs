@@ -10,7 +10,7 @@ mod policy;
 mod registry;
 
 pub(crate) use context::PidfdSocketGuard;
-pub use context::{CallContext, OpId, Peer, PeerCredentials, PeerPidfd};
+pub use context::{CallContext, InvalidOpId, OpId, Peer, PeerCredentials, PeerPidfd};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{

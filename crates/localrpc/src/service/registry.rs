@@ -316,7 +316,8 @@ impl<'a> Call<'a> {
             None => serde_json::from_str(self.parameters.json),
         };
         decoded.map_err(|e| {
-            tracing::debug!(method = %self.context.method, error = %e, "parameters do not decode");
+            tracing::debug!(method = %self.context.method, op_id = %self.context.op_id, error = %e,
+                "parameters do not decode");
             ErrorReply::invalid_parameter(field_named_in(&e.to_string()).unwrap_or("parameters"))
         })
     }
@@ -330,7 +331,8 @@ impl<'a> Call<'a> {
     /// different result returned after this, is dropped and logged.
     pub fn reply(&mut self, value: &(impl Serialize + ?Sized)) -> MethodResult {
         if *self.replies.finished {
-            tracing::error!(method = %self.context.method, "a second final reply was dropped");
+            tracing::error!(method = %self.context.method, op_id = %self.context.op_id,
+                "a second final reply was dropped");
         } else {
             *self.replies.finished = true;
             if !self.context.flags.oneway {
@@ -887,6 +889,8 @@ impl Service {
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> Result<MethodResult, ProtocolError> {
+        // Names the call in every log line about it, and in the handler's context.
+        let op_id = OpId::adopt_or_mint(call.op_id);
         // Replies that come before the parameters are read must not hide a malformed
         // message: the connection closes for it as for any other.
         let refuse = |reply: ErrorReply| -> Result<MethodResult, ProtocolError> {
@@ -906,11 +910,11 @@ impl Service {
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
             && !policy.allows(peer.credentials.as_ref())
         {
-            tracing::info!(method = %call.method, peer = ?peer.credentials, "permission denied");
+            tracing::info!(method = %call.method, %op_id, peer = ?peer.credentials, "permission denied");
             return refuse(ErrorReply::permission_denied());
         }
         if !fds.is_empty() && !slot.accepts_fds {
-            tracing::warn!(method = %call.method, peer = ?peer.credentials, count = fds.len(),
+            tracing::warn!(method = %call.method, %op_id, peer = ?peer.credentials, count = fds.len(),
                 "closing file descriptors sent to a method that does not accept them");
             return refuse(ErrorReply::new(
                 FDS_NOT_ACCEPTED,
@@ -938,7 +942,7 @@ impl Service {
                     reason: format!("invalid parameters: {}", error.reason),
                 });
             }
-            tracing::debug!(method = %call.method, %error, "invalid parameters");
+            tracing::debug!(method = %call.method, %op_id, %error, "invalid parameters");
             return Ok(Err(ErrorReply::invalid_parameter(&error.path)));
         }
         let Some(handler) = &slot.handler else {
@@ -953,7 +957,7 @@ impl Service {
         }
         let context = CallContext {
             method: slot.full_name.clone(),
-            op_id: OpId::mint(),
+            op_id,
             peer: peer.credentials,
             peer_pidfd: peer.pidfd.clone(),
             flags: call.flags,
@@ -984,7 +988,7 @@ impl Service {
             },
         };
         if finished && !matches!(result, Ok(Reply::Sent(_))) {
-            tracing::error!(method = %context.method,
+            tracing::error!(method = %context.method, op_id = %context.op_id,
                 "the handler sent its final reply with Call::reply, then returned another result; it is dropped");
             return Ok(Ok(Reply::Sent(SentReply(()))));
         }

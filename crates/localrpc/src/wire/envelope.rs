@@ -53,8 +53,40 @@ pub struct CallMessage<'a> {
     pub parameters: &'a str,
     /// oneway / more / upgrade.
     pub flags: CallFlags,
+    /// The caller's operation id, from a well-formed `io.localrpc` vendor object
+    /// (`"io.localrpc":{"op_id":"op-…"}`, see [`encode_call_with_op_id`]); anything else in
+    /// that object, or a malformed one, is ignored like every vendor key.
+    pub op_id: Option<u64>,
     /// Where the member starts in `method` (found while checking that the name is qualified).
     member_start: usize,
+}
+
+/// The vendor key under which localrpc peers pass their own call metadata.
+const LOCALRPC_VENDOR_KEY: &str = "io.localrpc";
+
+/// The op id in an `io.localrpc` vendor object's JSON text, if it holds a well-formed one.
+fn op_id_from_extension(text: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Extension<'a> {
+        #[serde(borrow, default)]
+        op_id: Option<&'a str>,
+    }
+    let extension: Extension = serde_json::from_str(text).ok()?;
+    parse_op_id(extension.op_id?)
+}
+
+/// `op-` and 1 to 16 hex digits, as [`format_op_id`] writes them.
+pub(crate) fn parse_op_id(text: &str) -> Option<u64> {
+    let hex = text.strip_prefix("op-")?;
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// The text form of an op id: `op-` and at least 12 hex digits.
+pub(crate) fn format_op_id(f: &mut impl fmt::Write, op_id: u64) -> fmt::Result {
+    write!(f, "op-{op_id:012x}")
 }
 
 /// The parameters text of a call without parameters.
@@ -302,6 +334,8 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
     let mut parameters: Option<&str> = None;
     let mut seen_parameters = false;
     let (mut oneway, mut more, mut upgrade) = (None, None, None);
+    let mut op_id = None;
+    let mut seen_extension = false;
     loop {
         at = skip_whitespace(bytes, at + 1);
         let (key, after) = plain_string(text, at)?;
@@ -329,6 +363,12 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
             "oneway" if oneway.is_none() => literal_bool(bytes, at, &mut oneway)?,
             "more" if more.is_none() => literal_bool(bytes, at, &mut more)?,
             "upgrade" if upgrade.is_none() => literal_bool(bytes, at, &mut upgrade)?,
+            LOCALRPC_VENDOR_KEY if !seen_extension => {
+                seen_extension = true;
+                let end = skip_object(bytes, at, MAX_JSON_DEPTH - 1)?;
+                op_id = op_id_from_extension(&text[at..end]);
+                end
+            }
             _ => return None,
         };
         at = skip_whitespace(bytes, at);
@@ -355,6 +395,7 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
         method: Cow::Borrowed(method),
         parameters: parameters.unwrap_or(EMPTY_PARAMETERS),
         flags,
+        op_id,
         member_start,
     })
 }
@@ -493,6 +534,7 @@ impl<'de> Visitor<'de> for CallVisitor {
         let mut parameters: Option<&'de RawValue> = None;
         let mut seen_parameters = false;
         let (mut oneway, mut more, mut upgrade) = (None, None, None);
+        let mut op_id = None;
         while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
             match &*key {
                 "method" => {
@@ -519,6 +561,10 @@ impl<'de> Visitor<'de> for CallVisitor {
                 "oneway" => set_once(&mut oneway, flag(&mut map, "oneway")?, "oneway")?,
                 "more" => set_once(&mut more, flag(&mut map, "more")?, "more")?,
                 "upgrade" => set_once(&mut upgrade, flag(&mut map, "upgrade")?, "upgrade")?,
+                LOCALRPC_VENDOR_KEY if op_id.is_none() => {
+                    let extension: &'de RawValue = map.next_value()?;
+                    op_id = op_id_from_extension(extension.get());
+                }
                 vendor if vendor.contains('.') => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -550,6 +596,7 @@ impl<'de> Visitor<'de> for CallVisitor {
             method,
             parameters: parameters.map_or(EMPTY_PARAMETERS, RawValue::get),
             flags,
+            op_id,
             member_start,
         })
     }
@@ -650,6 +697,20 @@ pub fn encode_call<P: Serialize + ?Sized>(
     parameters: &P,
     flags: CallFlags,
 ) -> Result<(), serde_json::Error> {
+    encode_call_with_op_id(out, method, parameters, flags, None)
+}
+
+/// [`encode_call`], and with an op id the vendor object that carries it to the server:
+/// `"io.localrpc":{"op_id":"op-…"}`. varlink servers ignore vendor keys (UAPI.20); a localrpc
+/// server adopts the id for the call ([`CallMessage::op_id`]), so that one id names the call
+/// in the logs of every daemon it passes through.
+pub fn encode_call_with_op_id<P: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    method: &str,
+    parameters: &P,
+    flags: CallFlags,
+    op_id: Option<u64>,
+) -> Result<(), serde_json::Error> {
     let start = out.len();
     out.extend_from_slice(b"{\"method\":");
     serde_json::to_writer(&mut *out, method)?;
@@ -669,6 +730,16 @@ pub fn encode_call<P: Serialize + ?Sized>(
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"\":true");
         }
+    }
+    if let Some(op_id) = op_id {
+        let mut text = String::with_capacity(24);
+        // Writing to a String cannot fail.
+        let _ = format_op_id(&mut text, op_id);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(LOCALRPC_VENDOR_KEY.as_bytes());
+        out.extend_from_slice(b"\":{\"op_id\":\"");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"}\0");
     Ok(())
@@ -718,6 +789,53 @@ mod tests {
         assert!(c.flags.more);
         let c = parse(r#"{"method":"a.b.C","org.example":{"x":1}}"#).unwrap();
         assert_eq!(c.method, "a.b.C");
+    }
+
+    #[test]
+    fn adopts_the_op_id_of_an_io_localrpc_vendor_object_on_both_paths() {
+        // Canonical (the scanner), then an escaped key and extra fields (serde_json).
+        for text in [
+            r#"{"method":"a.b.C","io.localrpc":{"op_id":"op-00000000abcd"}}"#,
+            r#"{"method":"a.b.C","io\u002elocalrpc":{"x":[1],"op_id":"op-00000000abcd"}}"#,
+        ] {
+            assert_eq!(parse(text).unwrap().op_id, Some(0xabcd), "{text}");
+        }
+        let mut out = Vec::new();
+        encode_call_with_op_id(
+            &mut out,
+            "a.b.C",
+            &json!({"x": 1}),
+            CallFlags::default(),
+            Some(7),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"{\"method\":\"a.b.C\",\"parameters\":{\"x\":1},\"io.localrpc\":{\"op_id\":\"op-000000000007\"}}\0"
+        );
+        assert_eq!(
+            parse(std::str::from_utf8(&out[..out.len() - 1]).unwrap())
+                .unwrap()
+                .op_id,
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn ignores_a_malformed_io_localrpc_vendor_object() {
+        for extension in [
+            r#""x""#,
+            r#"{"op_id":5}"#,
+            r#"{"op_id":"op-"}"#,
+            r#"{"op_id":"op-12345678901234567"}"#,
+            r#"{"op_id":"0x12"}"#,
+            r#"{"op_id":"op-1\u0032"}"#,
+            r#"null"#,
+        ] {
+            let text = format!(r#"{{"method":"a.b.C","io.localrpc":{extension}}}"#);
+            let call = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(call.op_id, None, "{text}");
+        }
     }
 
     #[test]

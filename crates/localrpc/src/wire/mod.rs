@@ -10,10 +10,11 @@ mod framer;
 mod json_escape;
 mod json_writer;
 
-pub(crate) use envelope::validate_json;
 pub use envelope::{
-    CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call, encode_reply,
+    CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call,
+    encode_call_with_op_id, encode_reply,
 };
+pub(crate) use envelope::{format_op_id, parse_op_id, validate_json};
 pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer, READ_RESERVE};
 pub use json_writer::to_writer;
