@@ -129,10 +129,7 @@ fn children_named(name: &str) -> Vec<String> {
 #[test]
 fn exec_child_is_reaped_when_the_connection_is_dropped() {
     let creds = require_peer!(Peer::SystemdCreds);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut connection =
             localrpc::client::Connection::connect(&format!("exec:{}", creds.display()))
@@ -170,10 +167,7 @@ fn exec_child_is_reaped_when_the_connection_is_dropped() {
 #[test]
 fn sd_varlink_refuses_the_op_id_vendor_key() {
     let creds = require_peer!(Peer::SystemdCreds);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let address = format!("exec:{}", creds.display());
     runtime.block_on(async {
         for op_id in [None, Some(localrpc::service::OpId::mint())] {
@@ -204,10 +198,7 @@ fn exec_child_that_ignores_eof_is_killed() {
     let script = dir.path().join("stubborn");
     std::fs::write(&script, "#!/bin/sh\ntest \"$LISTEN_FDS\" = 1 && test \"$LISTEN_PID\" = $$ && test \"$LISTEN_FDNAMES\" = varlink && exec sleep 1000\nexit 3\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let connection =
             localrpc::client::Connection::connect(&format!("exec:{}", script.display()))
@@ -284,4 +275,12 @@ fn ssh_addresses_use_the_sd_varlink_command_lines() {
         (Some(0), "{\"text\":\"via ssh\"}\n"),
         "{stderr}"
     );
+}
+
+/// A single-threaded runtime for the tests that use the client library directly.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
