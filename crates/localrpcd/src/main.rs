@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, value_name = "SECONDS")]
     exit_on_idle: Option<f64>,
 
-    /// On SIGTERM/SIGINT, how many seconds calls in flight may take to finish.
+    /// On SIGTERM/SIGINT, how many seconds calls in flight may take to finish (a second signal stops at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     drain_timeout: f64,
 

@@ -323,6 +323,45 @@ fn drain_timeout_bounds_the_shutdown_of_a_call_that_takes_too_long() {
     assert!(!socket.exists(), "the socket is removed");
 }
 
+#[test]
+fn a_second_sigterm_or_sigint_ends_the_drain_at_once() {
+    for sig in [Signal::TERM, Signal::INT] {
+        let dir = temp_dir();
+        let socket = dir.path().join("d.sock");
+        // The default drain timeout, 10 s, would keep the daemon for the whole 5 s call.
+        let mut daemon = start_ready(&socket, &[]);
+        let mut sleeping = send_in_flight(&socket, &sleep_call(5_000));
+        let sent = Instant::now();
+        signal(daemon.0.id(), sig);
+        // The drain has begun once the listening socket is gone.
+        let deadline = Instant::now() + TIMEOUT;
+        while socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{sig:?}: the drain did not begin"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        signal(daemon.0.id(), sig);
+        let (status, stderr) = exit_and_stderr(&mut daemon.0);
+        assert!(status.success(), "{sig:?}: exit 0: {status}; {stderr}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "{sig:?}: stopped before the call's 5 s: {:?}",
+            sent.elapsed()
+        );
+        assert!(
+            stderr.contains("received again; closing remaining connections now"),
+            "{sig:?}: {stderr}"
+        );
+        let outcome = call_on_after_send(&mut sleeping);
+        assert!(
+            matches!(outcome, Outcome::Unknown(_)),
+            "{sig:?}: {outcome:?}"
+        );
+    }
+}
+
 /// Classifies the end of a call already sent.
 fn call_on_after_send(stream: &mut std::os::unix::net::UnixStream) -> Outcome {
     let mut partial = Vec::new();

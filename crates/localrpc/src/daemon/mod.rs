@@ -1,5 +1,6 @@
 //! Process concerns of a localrpc daemon: socket activation or its own sockets, the
-//! single-instance lock, sd_notify, signals (drain on SIGTERM/SIGINT, reload on SIGHUP),
+//! single-instance lock, sd_notify, signals (drain on SIGTERM/SIGINT, cut short by a second
+//! one; reload on SIGHUP),
 //! exit-on-idle and log setup.
 //!
 //! ```no_run
@@ -185,13 +186,15 @@ impl Daemon {
     }
 
     /// Sets up the sockets, reports readiness and serves `service` until SIGTERM/SIGINT (or
-    /// idle exit), then reports stopping and drains. Returns Ok on a clean stop.
+    /// idle exit), then reports stopping and drains, for at most
+    /// [`DaemonOptions::drain_timeout`] or until a second SIGTERM/SIGINT. Returns Ok on a
+    /// clean stop.
     pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
         raise_fd_limit();
         // Signal handlers first: whoever sees a socket appear may stop the daemon with SIGTERM
         // and gets a clean drain and exit, never the default action's kill. (They also exist
         // before READY=1, as Type=notify-reload requires.)
-        let shutdown = shutdown_signals()?;
+        let mut signals = ShutdownSignals::install()?;
         let reload = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
             what: "install SIGHUP handler".into(),
             source,
@@ -247,7 +250,7 @@ impl Daemon {
                 let mut serving = std::pin::pin!(server.serve_connection(stream, peer));
                 tokio::select! {
                     () = &mut serving => self.notifier.stopping("connection closed"),
-                    () = shutdown => {
+                    () = signals.first() => {
                         let status = "stopping: finishing calls in flight";
                         tracing::info!("{status}");
                         self.notifier.stopping(status);
@@ -257,9 +260,7 @@ impl Daemon {
                         // running here while the drain waits for it.
                         tokio::select! {
                             () = &mut serving => {}
-                            closed = server.drain(options.drain_timeout) => if !closed {
-                                tracing::warn!("drain timeout passed; closing the connection");
-                            },
+                            () = drain_or_stop(&server, options.drain_timeout, &mut signals) => {}
                         }
                     }
                 }
@@ -276,7 +277,7 @@ impl Daemon {
             self.notifier.clone(),
             options.on_reload.clone(),
         ));
-        let reason = server.serve(listeners, shutdown).await;
+        let reason = server.serve(listeners, signals.first()).await;
         let status = match reason {
             StopReason::Shutdown => "stopping: finishing calls in flight",
             StopReason::Idle => "stopping: idle",
@@ -285,12 +286,7 @@ impl Daemon {
         self.notifier.stopping(status);
         self.notifier
             .extend_timeout(options.drain_timeout + Duration::from_secs(5));
-        if !server.drain(options.drain_timeout).await {
-            tracing::warn!(
-                remaining = server.active_connections(),
-                "drain timeout passed; closing remaining connections"
-            );
-        }
+        drain_or_stop(&server, options.drain_timeout, &mut signals).await;
         drop(locks);
         tracing::info!("stopped");
         Ok(())
@@ -432,21 +428,56 @@ fn socket_type_name(socket_type: rustix::net::SocketType) -> String {
 }
 
 /// Completes on SIGTERM or SIGINT.
-fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>, DaemonError> {
-    let install = |kind, what: &str| {
-        signal(kind).map_err(|source| DaemonError::Io {
-            what: format!("install {what} handler"),
-            source,
+/// SIGTERM and SIGINT: the first starts the drain, a second one during the drain ends it.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals, DaemonError> {
+        let install = |kind, what: &str| {
+            signal(kind).map_err(|source| DaemonError::Io {
+                what: format!("install {what} handler"),
+                source,
+            })
+        };
+        Ok(ShutdownSignals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
         })
-    };
-    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
-    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
-    Ok(async move {
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and names it.
+    async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-    })
+    }
+
+    /// Waits for the first signal, which starts the drain.
+    async fn first(&mut self) {
+        let name = self.next().await;
+        tracing::info!("{name} received");
+    }
+}
+
+/// Waits for the drain to finish, for its timeout, or for a second SIGTERM/SIGINT, whichever
+/// comes first; says which when it was not the drain.
+async fn drain_or_stop(server: &Server, timeout: Duration, signals: &mut ShutdownSignals) {
+    tokio::select! {
+        closed = server.drain(timeout) => if !closed {
+            tracing::warn!(
+                remaining = server.active_connections(),
+                "drain timeout passed; closing remaining connections"
+            );
+        },
+        name = signals.next() => tracing::warn!(
+            remaining = server.active_connections(),
+            "{name} received again; closing remaining connections now"
+        ),
+    }
 }
 
 async fn reload_loop(
