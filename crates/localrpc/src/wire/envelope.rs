@@ -96,8 +96,9 @@ impl<'a> CallMessage<'a> {
     /// Parses one call message (without its NUL) with UAPI.20 strictness: invalid JSON, a
     /// non-object, a missing or unqualified `method`, a non-boolean or second true flag,
     /// non-object `parameters`, nesting deeper than [`MAX_JSON_DEPTH`], a number no `f64` can
-    /// hold (see [`validate_json`]), or an unknown key that is not a vendor key (`org.example`)
-    /// are errors. Vendor keys are ignored.
+    /// hold (see `validate_json`), or an unknown key that is not a vendor key (`org.example`)
+    /// are errors. Vendor keys are ignored, but for the op id in `io.localrpc`
+    /// ([`CallMessage::op_id`]).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
         let call = CallMessage::parse_envelope(bytes)?;
         validate_json(call.parameters)?;
