@@ -41,13 +41,19 @@ fn serves_one_connection_over_pipes() {
 /// localrpcd with one end of a socket pair as its stdin and stdout; returns the other end
 /// (10 s read timeout) and the child.
 fn spawn_on_socket() -> (UnixStream, std::process::Child) {
+    spawn_on_socket_logging_to(Stdio::null())
+}
+
+/// [`spawn_on_socket`], with the daemon's log (stderr) going to `log`.
+fn spawn_on_socket_logging_to(log: Stdio) -> (UnixStream, std::process::Child) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let theirs_out = theirs.try_clone().expect("dup");
     let child = Command::new(workspace_binary("localrpcd"))
         .env("SYSTEMD_VARLINK_LISTEN", "-")
+        .args(["--log-format", "text"])
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start localrpcd");
     ours.set_read_timeout(Some(Duration::from_secs(10)))
@@ -89,4 +95,45 @@ fn sigterm_answers_the_call_in_flight_then_exits_zero() {
     assert_eq!(rest, b"{}\0", "the call in flight is answered");
     let status = localrpc_testkit::process::wait_exit(&mut child, Duration::from_secs(10));
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+#[test]
+fn a_second_sigterm_closes_the_connection_without_waiting_for_the_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("log");
+    let (mut ours, mut child) =
+        spawn_on_socket_logging_to(std::fs::File::create(&log).expect("log file").into());
+    ours.write_all(
+        b"{\"method\":\"io.localrpc.Echo.Sleep\",\"parameters\":{\"milliseconds\":5000}}\0",
+    )
+    .expect("write Sleep");
+    let sent = std::time::Instant::now();
+    // The first signal starts the drain; the second, sent once the log says so, ends it.
+    std::thread::sleep(Duration::from_millis(100));
+    localrpc_testkit::process::signal(child.id(), rustix::process::Signal::TERM);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("stopping: finishing calls in flight")
+    {
+        assert!(
+            sent.elapsed() < Duration::from_secs(4),
+            "the drain did not begin"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    localrpc_testkit::process::signal(child.id(), rustix::process::Signal::TERM);
+    let mut rest = Vec::new();
+    ours.read_to_end(&mut rest).expect("EOF");
+    assert!(
+        rest.is_empty(),
+        "no reply: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let status = localrpc_testkit::process::wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status: {status:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "stopped before the call's 5 s: {:?}",
+        sent.elapsed()
+    );
 }
