@@ -427,7 +427,6 @@ fn socket_type_name(socket_type: rustix::net::SocketType) -> String {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
 /// SIGTERM and SIGINT: the first starts the drain, a second one during the drain ends it.
 struct ShutdownSignals {
     term: tokio::signal::unix::Signal,
