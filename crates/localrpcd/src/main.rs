@@ -64,6 +64,11 @@ struct Args {
     #[arg(long, value_name = "SECONDS")]
     exit_on_idle: Option<f64>,
 
+    /// Most connections served at once from a thread of their own while their client makes
+    /// one call at a time (sequential mode; 0 turns it off).
+    #[arg(long, value_name = "N", default_value_t = ServerConfig::default().sequential_threads)]
+    sequential_threads: usize,
+
     /// On SIGTERM/SIGINT, how many seconds calls in flight may take to finish (a second signal stops at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     drain_timeout: f64,
@@ -149,6 +154,7 @@ fn options(args: &Args) -> Result<DaemonOptions, String> {
             .exit_on_idle
             .map(|s| seconds_option(s, "exit-on-idle"))
             .transpose()?,
+        sequential_threads: args.sequential_threads,
         ..ServerConfig::default()
     };
     Ok(options)

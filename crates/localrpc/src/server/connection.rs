@@ -16,18 +16,25 @@
 //! a Unix socket does a connection read with `recvmsg` (see `transport::FdReceiver`); then each
 //! message's descriptors go to its call. Replies carrying descriptors are written with them at
 //! their first byte. Otherwise reads and writes are the plain ones.
+//!
+//! Sequential mode: a Unix-socket client that keeps making one call at a time, while the
+//! server is otherwise quiet, is served for a while from a thread of its own that blocks in
+//! `recv` (see `sequential`); the same dispatch code runs there, and everything else (waiting
+//! handlers, pipelining, timeouts, draining) goes back to the loop here.
 
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{ServerConfig, ServerStats};
+use super::sequential::{self, Slots, Socket};
+use super::{Server, ServerConfig, ServerStats};
 use crate::service::{
     BoxFuture, Dispatched, Output, Peer, PidfdSocketGuard, Service, UpgradeHandler,
 };
@@ -57,10 +64,10 @@ const YIELD_AFTER_BYTES: usize = 1024 * 1024;
 
 /// The write side of a connection: replies accumulate in `pending` and go out in one write.
 struct ConnectionOutput {
-    /// Lets handlers take the peer's pidfd from the socket. Declared before `stream`, so it
+    /// Lets handlers take the peer's pidfd from the socket. Declared before `socket`, so it
     /// is dropped first: [`PidfdSocketGuard`] must go before the socket closes.
     pidfd_guard: Option<PidfdSocketGuard>,
-    stream: Stream,
+    socket: Socket,
     pending: Vec<u8>,
     /// Descriptors to pass with the reply starting at each offset of `pending`, ascending.
     pending_fds: Vec<(usize, Vec<OwnedFd>)>,
@@ -78,7 +85,7 @@ impl ConnectionOutput {
         // only a write that has to wait pays for a timer.
         let mut written = 0;
         if fds.is_empty() {
-            match self.stream.try_write(&self.pending) {
+            match self.socket.try_write(&self.pending) {
                 Ok(n) if n == self.pending.len() => {
                     self.pending.clear();
                     return Ok(());
@@ -91,11 +98,19 @@ impl ConnectionOutput {
                 }
             }
         }
+        // Waiting for room is the runtime's job: a socket in sequential mode goes back to it.
+        if let Err(e) = self.registered() {
+            self.pending.clear();
+            return Err(e);
+        }
+        // Registered now, so this is the stream itself.
+        let stream = self.socket.registered()?;
+        let pending = &self.pending;
         let write = async {
             if fds.is_empty() {
-                self.stream.write_all(&self.pending[written..]).await
+                stream.write_all(&pending[written..]).await
             } else {
-                write_all_with_fds(&mut self.stream, &self.pending, fds).await
+                write_all_with_fds(stream, pending, fds).await
             }
         };
         let result = match tokio::time::timeout(self.write_timeout, write).await {
@@ -112,6 +127,21 @@ impl ConnectionOutput {
     }
 }
 
+impl ConnectionOutput {
+    /// The stream, registered with the runtime again if it was in sequential mode. Should
+    /// that fail (epoll out of memory or watches), the socket is closed: the pidfd guard goes
+    /// at once too.
+    fn registered(&mut self) -> io::Result<&mut Stream> {
+        match self.socket.registered() {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                drop(self.pidfd_guard.take());
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Output for ConnectionOutput {
     fn buffer(&mut self) -> &mut Vec<u8> {
         &mut self.pending
@@ -122,7 +152,7 @@ impl Output for ConnectionOutput {
     }
 
     fn attach_fds(&mut self, offset: usize, fds: Vec<OwnedFd>) -> io::Result<()> {
-        if !self.stream.can_pass_fds() {
+        if !self.socket.is_unix() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "file descriptors can only be passed over Unix sockets",
@@ -171,15 +201,26 @@ enum Read {
     FdsRefused(String),
 }
 
+/// What a connection's loop reads and never changes.
+struct Env<'a> {
+    service: &'a Service,
+    config: &'a ServerConfig,
+    stats: &'a ServerStats,
+    peer: &'a Peer,
+    /// The server's places in sequential mode.
+    sequential: &'a Slots,
+}
+
+/// The connection's loop, until it ends; then its buffers go, and an upgraded stream goes
+/// on to its handler.
 pub(super) async fn run(
-    service: &Service,
-    config: &ServerConfig,
-    stats: &ServerStats,
+    server: &Server,
     mut draining: watch::Receiver<bool>,
     stream: Stream,
     pidfd_guard: Option<PidfdSocketGuard>,
     peer: Peer,
 ) {
+    let (service, config) = (&*server.service, &*server.config);
     let mut input = Input {
         framer: Framer::new(config.max_message_size),
         fds: (service.accepts_fds() && stream.can_pass_fds())
@@ -187,21 +228,19 @@ pub(super) async fn run(
     };
     let mut output = ConnectionOutput {
         pidfd_guard,
-        stream,
+        socket: Socket::Registered(stream),
         pending: Vec::new(),
         pending_fds: Vec::new(),
         write_timeout: config.write_timeout,
     };
-    let end = serve(
+    let env = Env {
         service,
         config,
-        stats,
-        &mut input,
-        &mut output,
-        &mut draining,
-        &peer,
-    )
-    .await;
+        stats: &server.stats,
+        peer: &peer,
+        sequential: &server.sequential,
+    };
+    let end = serve(&env, &mut input, &mut output, &mut draining).await;
     if !matches!(end, End::Upgrade(_)) {
         // Give large buffers back now rather than when the task is dropped, so the allocator
         // can return them to the system.
@@ -221,8 +260,13 @@ pub(super) async fn run(
         End::Upgrade(handler) => {
             // The socket moves on into the upgraded stream: a pidfd not taken by now stays so.
             drop(output.pidfd_guard.take());
-            let raw = UpgradedStream::new(input.framer.take_buffered(), output.stream);
-            handler(Box::new(raw)).await;
+            match output.socket.into_stream() {
+                Ok(stream) => {
+                    let raw = UpgradedStream::new(input.framer.take_buffered(), stream);
+                    handler(Box::new(raw)).await;
+                }
+                Err(e) => tracing::warn!(peer = ?peer.credentials, "closing connection: {e}"),
+            }
         }
         End::Closed(why, detail) => {
             tracing::warn!(peer = ?peer.credentials, %detail, "closing connection: {why}");
@@ -231,15 +275,13 @@ pub(super) async fn run(
 }
 
 async fn serve(
-    service: &Service,
-    config: &ServerConfig,
-    stats: &ServerStats,
+    env: &Env<'_>,
     input: &mut Input,
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
-    peer: &Peer,
 ) -> End {
-    let Input { framer, fds } = input;
+    // For sequential sessions, which look at the flag rather than wait for it.
+    let draining_flag = draining.clone();
     // One wait for the drain, registered once for the connection's life rather than once per
     // read (each registration takes the channel's lock twice).
     let drained = draining.wait_for(|d| *d);
@@ -250,72 +292,66 @@ async fn serve(
     let mut read_since_yield = 0usize;
     // Calls in a row that needed no large buffer (see RELEASE_BUFFERS_AFTER_SMALL_CALLS).
     let mut small_calls = 0u32;
+    // Whether the client calls one call at a time (see `sequential`).
+    let mut streak = sequential::Streak::default();
     loop {
-        // Dispatch every complete message already buffered, in order.
-        loop {
-            let start = framer.position();
-            let len = match framer.next_message_len() {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(too_large) => {
-                    ServerStats::bump(&stats.oversized_messages);
-                    let _ = output.write_pending().await;
-                    return End::Closed("message too large", too_large.to_string());
-                }
-            };
+        let calls = match dispatch_buffered(env, input, output, &mut small_calls).await {
+            Ok(calls) => calls,
+            Err(end) => return end,
+        };
+        if calls > 0 {
             partial_since = None;
-            ServerStats::bump(&stats.calls);
-            // The message is handled where it was read, then dropped from the buffer.
-            let message = &framer.buffered()[..len];
-            let dispatched = match fds.as_mut() {
-                None => service.handle_peer(message, peer, output).await,
-                Some(fds) => {
-                    let fds = fds.take(start);
-                    service
-                        .handle_peer_with_fds(message, peer, fds, output)
-                        .await
+        }
+        streak.record(calls, input.framer.buffered().is_empty(), &env.stats.calls);
+        if input.fds.is_none()
+            && output.socket.is_unix()
+            && streak.complete(&env.stats.calls, env.sequential)
+            && input.framer.buffered().is_empty()
+            && !*draining_flag.borrow()
+            && let Some(slot) = env.sequential.try_acquire()
+        {
+            if let Err(e) = output.socket.make_blocking() {
+                return End::Closed("socket could not be made blocking", e.to_string());
+            }
+            ServerStats::bump(&env.stats.sequential_sessions);
+            let on_thread = AtomicBool::new(true);
+            let ended = {
+                let mut session = Box::pin(sequential_session(
+                    env,
+                    input,
+                    output,
+                    &mut small_calls,
+                    &draining_flag,
+                    &on_thread,
+                ));
+                match tokio::task::block_in_place(|| {
+                    sequential::run_here(session.as_mut(), &on_thread)
+                }) {
+                    Some(ended) => ended,
+                    None => session.await,
                 }
             };
-            framer.consume_message(len);
-            if len > READ_RESERVE || output.pending.len() > KEEP_OUTPUT_CAPACITY {
-                small_calls = 0;
-            } else {
-                small_calls = small_calls.saturating_add(1);
+            drop(slot);
+            if let Err(end) = ended {
+                return end;
             }
-            match dispatched {
-                Ok(Dispatched::Continue) => {}
-                Ok(Dispatched::Upgrade(handler)) => {
-                    if let Err(e) = output.write_pending().await {
-                        return write_failed(stats, e);
-                    }
-                    return End::Upgrade(handler);
-                }
-                Err(violation) => {
-                    ServerStats::bump(&stats.protocol_errors);
-                    let _ = output.write_pending().await;
-                    return End::Closed("protocol violation", violation.reason);
-                }
+            if let Err(e) = output.registered() {
+                return End::Closed("read failed", e.to_string());
             }
-            if output.pending.len() > config.max_queued_output
-                && let Err(e) = output.write_pending().await
-            {
-                return write_failed(stats, e);
-            }
+            // Whatever the session left buffered is dispatched (or waited for) as usual.
+            continue;
         }
-        // One write for the whole batch of replies.
-        if let Err(e) = output.write_pending().await {
-            return write_failed(stats, e);
-        }
+        let framer = &mut input.framer;
         let deadline = if framer.buffered().is_empty() {
-            config.idle_timeout.map(|idle| Instant::now() + idle)
+            env.config.idle_timeout.map(|idle| Instant::now() + idle)
         } else {
-            Some(*partial_since.get_or_insert_with(Instant::now) + config.message_timeout)
+            Some(*partial_since.get_or_insert_with(Instant::now) + env.config.message_timeout)
         };
         let before = framer.buffered().len();
         let keep_buffers = small_calls < RELEASE_BUFFERS_AFTER_SMALL_CALLS;
         match read_some(
             framer,
-            fds.as_mut(),
+            input.fds.as_mut(),
             output,
             drained.as_mut(),
             deadline,
@@ -332,7 +368,7 @@ async fn serve(
             }
             Ok(Read::Drained) => return End::Drained,
             Ok(Read::FdsRefused(why)) => {
-                ServerStats::bump(&stats.protocol_errors);
+                ServerStats::bump(&env.stats.protocol_errors);
                 let _ = output.write_pending().await;
                 return End::Closed("file descriptor passing failed", why);
             }
@@ -347,12 +383,124 @@ async fn serve(
                 );
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                ServerStats::bump(&stats.timeouts);
+                ServerStats::bump(&env.stats.timeouts);
                 return End::Closed("timeout", e.to_string());
             }
             Err(e) => return End::Closed("read failed", e.to_string()),
         }
     }
+}
+
+/// Dispatches every complete message buffered, in order, then writes the batch's replies
+/// with one write. Returns how many calls it dispatched, or how the connection ends.
+async fn dispatch_buffered(
+    env: &Env<'_>,
+    input: &mut Input,
+    output: &mut ConnectionOutput,
+    small_calls: &mut u32,
+) -> Result<u32, End> {
+    let Input { framer, fds } = input;
+    let mut calls = 0;
+    loop {
+        let start = framer.position();
+        let len = match framer.next_message_len() {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(too_large) => {
+                ServerStats::bump(&env.stats.oversized_messages);
+                let _ = output.write_pending().await;
+                return Err(End::Closed("message too large", too_large.to_string()));
+            }
+        };
+        calls += 1;
+        ServerStats::bump(&env.stats.calls);
+        // The message is handled where it was read, then dropped from the buffer.
+        let message = &framer.buffered()[..len];
+        let dispatched = match fds.as_mut() {
+            None => env.service.handle_peer(message, env.peer, output).await,
+            Some(fds) => {
+                let fds = fds.take(start);
+                env.service
+                    .handle_peer_with_fds(message, env.peer, fds, output)
+                    .await
+            }
+        };
+        framer.consume_message(len);
+        if len > READ_RESERVE || output.pending.len() > KEEP_OUTPUT_CAPACITY {
+            *small_calls = 0;
+        } else {
+            *small_calls = small_calls.saturating_add(1);
+        }
+        match dispatched {
+            Ok(Dispatched::Continue) => {}
+            Ok(Dispatched::Upgrade(handler)) => {
+                if let Err(e) = output.write_pending().await {
+                    return Err(write_failed(env.stats, e));
+                }
+                return Err(End::Upgrade(handler));
+            }
+            Err(violation) => {
+                ServerStats::bump(&env.stats.protocol_errors);
+                let _ = output.write_pending().await;
+                return Err(End::Closed("protocol violation", violation.reason));
+            }
+        }
+        if output.pending.len() > env.config.max_queued_output
+            && let Err(e) = output.write_pending().await
+        {
+            return Err(write_failed(env.stats, e));
+        }
+    }
+    // One write for the whole batch of replies.
+    if let Err(e) = output.write_pending().await {
+        return Err(write_failed(env.stats, e));
+    }
+    Ok(calls)
+}
+
+/// Serves the connection in sequential mode (see `sequential`): reads each call with a
+/// blocking `recv` and dispatches it, while `on_thread` holds and the calls keep coming one
+/// at a time. Returns to let the runtime's loop go on, or with how the connection ends.
+async fn sequential_session(
+    env: &Env<'_>,
+    input: &mut Input,
+    output: &mut ConnectionOutput,
+    small_calls: &mut u32,
+    draining: &watch::Receiver<bool>,
+    on_thread: &AtomicBool,
+) -> Result<(), End> {
+    let server_calls = &env.stats.calls;
+    let mut checked_at = server_calls.load(Ordering::Relaxed);
+    for call in 1..=sequential::MAX_CALLS_PER_SESSION {
+        if !on_thread.load(Ordering::Relaxed) || *draining.borrow() {
+            break;
+        }
+        if call % sequential::CHECK_EVERY_CALLS == 0 {
+            // Other connections got busy: they are better served by the runtime than by a
+            // thread for this one.
+            let now = server_calls.load(Ordering::Relaxed);
+            if !env
+                .sequential
+                .quiet(sequential::CHECK_EVERY_CALLS.into(), now - checked_at)
+            {
+                break;
+            }
+            checked_at = now;
+        }
+        match sequential::recv(&output.socket, &mut input.framer) {
+            // End of file: the runtime's loop reads it again and ends the connection.
+            Ok(0) => break,
+            Ok(_) => {}
+            // Idle for `IDLE_AFTER`.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(End::Closed("read failed", e.to_string())),
+        }
+        let calls = dispatch_buffered(env, input, output, small_calls).await?;
+        if calls != 1 || !input.framer.buffered().is_empty() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn write_failed(stats: &ServerStats, error: io::Error) -> End {
@@ -490,7 +638,7 @@ async fn read_some(
     loop {
         let wake = tokio::select! {
             biased;
-            ready = output.stream.readable() => {
+            ready = async { output.socket.stream()?.readable().await } => {
                 ready?;
                 Wake::Readable
             }
@@ -509,13 +657,13 @@ async fn read_some(
         spare_read_buffers::lend(framer);
         framer.reserve_for_read();
         let error = match fds.as_deref_mut() {
-            Some(fds) => match fds.try_read(&output.stream, framer) {
+            Some(fds) => match fds.try_read(output.socket.stream()?, framer) {
                 Ok(Received::Bytes(_)) => return Ok(Read::Bytes),
                 Ok(Received::Eof) => return Ok(Read::Eof),
                 Ok(Received::Refused(why)) => return Ok(Read::FdsRefused(why)),
                 Err(e) => e,
             },
-            None => match output.stream.try_read_buf(framer.buffer_mut()) {
+            None => match output.socket.stream()?.try_read_buf(framer.buffer_mut()) {
                 Ok(0) => return Ok(Read::Eof),
                 Ok(_) => return Ok(Read::Bytes),
                 Err(e) => e,
@@ -559,7 +707,7 @@ mod tests {
         framer.consume_message(len);
         let mut output = ConnectionOutput {
             pidfd_guard: None,
-            stream: Stream::Unix(ours),
+            socket: Socket::Registered(Stream::Unix(ours)),
             pending: vec![b'y'; reply_len],
             pending_fds: Vec::new(),
             write_timeout: Duration::from_secs(5),
