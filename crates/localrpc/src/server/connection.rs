@@ -98,6 +98,19 @@ impl ConnectionOutput {
                 }
             }
         }
+        // Boxed: this state (a timer, the write, the descriptors' control message) is larger
+        // than the rest of a connection's, and rare; inline, every connection's task would
+        // carry room for it (a tenth of an idle connection's memory).
+        Box::pin(self.write_waiting(written, fds)).await
+    }
+
+    /// Writes the rest of `pending` from `written`, with `fds`, waiting for room as long as
+    /// `write_timeout` allows.
+    async fn write_waiting(
+        &mut self,
+        written: usize,
+        fds: Vec<(usize, Vec<OwnedFd>)>,
+    ) -> io::Result<()> {
         // Waiting for room is the runtime's job: a socket in sequential mode goes back to it.
         if let Err(e) = self.registered() {
             self.pending.clear();
@@ -209,6 +222,8 @@ struct Env<'a> {
     peer: &'a Peer,
     /// The server's places in sequential mode.
     sequential: &'a Slots,
+    /// Set once the server drains (for sequential sessions, which look rather than wait).
+    draining: &'a watch::Sender<bool>,
 }
 
 /// The connection's loop, until it ends; then its buffers go, and an upgraded stream goes
@@ -239,6 +254,7 @@ pub(super) async fn run(
         stats: &server.stats,
         peer: &peer,
         sequential: &server.sequential,
+        draining: &server.draining,
     };
     let end = serve(&env, &mut input, &mut output, &mut draining).await;
     if !matches!(end, End::Upgrade(_)) {
@@ -280,8 +296,6 @@ async fn serve(
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
 ) -> End {
-    // For sequential sessions, which look at the flag rather than wait for it.
-    let draining_flag = draining.clone();
     // One wait for the drain, registered once for the connection's life rather than once per
     // read (each registration takes the channel's lock twice).
     let drained = draining.wait_for(|d| *d);
@@ -307,7 +321,7 @@ async fn serve(
             && output.socket.is_unix()
             && streak.complete(&env.stats.calls, env.sequential)
             && input.framer.buffered().is_empty()
-            && !*draining_flag.borrow()
+            && !*env.draining.borrow()
             && let Some(slot) = env.sequential.try_acquire()
         {
             if let Err(e) = output.socket.make_blocking() {
@@ -321,7 +335,6 @@ async fn serve(
                     input,
                     output,
                     &mut small_calls,
-                    &draining_flag,
                     &on_thread,
                 ));
                 match tokio::task::block_in_place(|| {
@@ -466,13 +479,12 @@ async fn sequential_session(
     input: &mut Input,
     output: &mut ConnectionOutput,
     small_calls: &mut u32,
-    draining: &watch::Receiver<bool>,
     on_thread: &AtomicBool,
 ) -> Result<(), End> {
     let server_calls = &env.stats.calls;
     let mut checked_at = server_calls.load(Ordering::Relaxed);
     for call in 1..=sequential::MAX_CALLS_PER_SESSION {
-        if !on_thread.load(Ordering::Relaxed) || *draining.borrow() {
+        if !on_thread.load(Ordering::Relaxed) || *env.draining.borrow() {
             break;
         }
         if call % sequential::CHECK_EVERY_CALLS == 0 {
