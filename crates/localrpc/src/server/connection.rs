@@ -345,8 +345,9 @@ async fn serve(
                 }
             };
             drop(slot);
-            if let Err(end) = ended {
-                return end;
+            match ended {
+                Ok(handback) => streak.session_ended(matches!(handback, Handback::ServerBusy)),
+                Err(end) => return end,
             }
             if let Err(e) = output.registered() {
                 return End::Closed("read failed", e.to_string());
@@ -471,6 +472,14 @@ async fn dispatch_buffered(
     Ok(calls)
 }
 
+/// Why a sequential session gave the connection back to the runtime's loop.
+enum Handback {
+    /// Other connections got busy (see `sequential::Slots::quiet`).
+    ServerBusy,
+    /// Idle, pipelining, a waiting handler, draining, or the session's length.
+    Other,
+}
+
 /// Serves the connection in sequential mode (see `sequential`): reads each call with a
 /// blocking `recv` and dispatches it, while `on_thread` holds and the calls keep coming one
 /// at a time. Returns to let the runtime's loop go on, or with how the connection ends.
@@ -480,7 +489,7 @@ async fn sequential_session(
     output: &mut ConnectionOutput,
     small_calls: &mut u32,
     on_thread: &AtomicBool,
-) -> Result<(), End> {
+) -> Result<Handback, End> {
     let server_calls = &env.stats.calls;
     let mut checked_at = server_calls.load(Ordering::Relaxed);
     for call in 1..=sequential::MAX_CALLS_PER_SESSION {
@@ -495,7 +504,7 @@ async fn sequential_session(
                 .sequential
                 .quiet(sequential::CHECK_EVERY_CALLS.into(), now - checked_at)
             {
-                break;
+                return Ok(Handback::ServerBusy);
             }
             checked_at = now;
         }
@@ -512,7 +521,7 @@ async fn sequential_session(
             break;
         }
     }
-    Ok(())
+    Ok(Handback::Other)
 }
 
 fn write_failed(stats: &ServerStats, error: io::Error) -> End {

@@ -12,8 +12,11 @@
 //! The shape, and what keeps it cheap and safe:
 //! - Only Unix stream connections of a multi-thread runtime, whose service takes no file
 //!   descriptors, enter it, and only after [`ENTER_AFTER_CALLS`] calls in a row that each
-//!   arrived alone (see `connection::serve`); at most [`ServerConfig::sequential_threads`]
-//!   connections of a server are in it at once ([`Slots`]).
+//!   arrived alone while the server was quiet ([`Streak`], [`Slots::quiet`]); at most
+//!   [`ServerConfig::sequential_threads`] connections of a server are in it at once
+//!   ([`Slots`]). A session ends when other connections get busy, and each such end doubles
+//!   the calls the connection needs to enter again: with more busy clients than CPUs, a
+//!   thread each would only add context switches.
 //! - The worker thread hands its other tasks to a new thread (`tokio::task::block_in_place`)
 //!   and the socket leaves the runtime's epoll set while the thread owns it, so the kernel
 //!   wakes only this thread. ([`Socket`] holds either form.)
@@ -44,8 +47,12 @@ use crate::transport::Stream;
 use crate::wire::Framer;
 
 /// Calls in a row, each arriving alone in its read, after which a connection may enter
-/// sequential mode.
+/// sequential mode. Doubled, up to [`MAX_BACKOFF`] times, each time a session of the
+/// connection ends because the server got busy; back to this after any other session.
 const ENTER_AFTER_CALLS: u32 = 8;
+
+/// How often the calls needed to enter may double (to 8 << 9 = 4096).
+const MAX_BACKOFF: u32 = 9;
 
 /// How often (in calls) a session checks that the server is still quiet enough for it.
 pub(super) const CHECK_EVERY_CALLS: u32 = 64;
@@ -158,6 +165,8 @@ pub(super) struct Streak {
     calls: u32,
     /// The server's call count when the streak began.
     server_calls_at_start: u64,
+    /// Sessions in a row that ended because the server got busy (at most [`MAX_BACKOFF`]).
+    backoff: u32,
 }
 
 impl Streak {
@@ -180,7 +189,7 @@ impl Streak {
     /// True once enough calls came alone while the server was quiet ([`Slots::quiet`]);
     /// either way a full streak starts counting again.
     pub(super) fn complete(&mut self, server_calls: &AtomicU64, slots: &Slots) -> bool {
-        if self.calls < ENTER_AFTER_CALLS {
+        if self.calls < ENTER_AFTER_CALLS << self.backoff {
             return false;
         }
         let own = u64::from(self.calls);
@@ -189,6 +198,17 @@ impl Streak {
             own,
             server_calls.load(Ordering::Relaxed) - self.server_calls_at_start,
         )
+    }
+
+    /// Counts a session that ended, `because_busy` or for any other reason (idle,
+    /// pipelining, a waiting handler): a connection whose sessions keep being cut short by
+    /// other busy connections tries less and less often.
+    pub(super) fn session_ended(&mut self, because_busy: bool) {
+        self.backoff = if because_busy {
+            (self.backoff + 1).min(MAX_BACKOFF)
+        } else {
+            0
+        };
     }
 }
 
@@ -308,6 +328,24 @@ mod tests {
         assert!(streak.complete(&server_calls, &slots));
         // Completing starts a new streak.
         assert!(!streak.complete(&server_calls, &slots));
+        // After a session cut short because the server got busy, twice as many calls.
+        streak.session_ended(true);
+        for _ in 0..ENTER_AFTER_CALLS {
+            server_calls.fetch_add(1, Ordering::Relaxed);
+            streak.record(1, true, &server_calls);
+        }
+        assert!(!streak.complete(&server_calls, &slots), "needs 16 now");
+        for _ in 0..2 * ENTER_AFTER_CALLS {
+            server_calls.fetch_add(1, Ordering::Relaxed);
+            streak.record(1, true, &server_calls);
+        }
+        assert!(streak.complete(&server_calls, &slots));
+        streak.session_ended(false);
+        for _ in 0..ENTER_AFTER_CALLS {
+            server_calls.fetch_add(1, Ordering::Relaxed);
+            streak.record(1, true, &server_calls);
+        }
+        assert!(streak.complete(&server_calls, &slots), "back to 8");
         // A read with only part of a message changes nothing.
         streak.record(0, false, &server_calls);
         assert!(!streak.complete(&server_calls, &slots));
