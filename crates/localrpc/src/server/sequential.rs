@@ -30,6 +30,12 @@
 //!   once, or carry descriptors, are written by the runtime too. This thread never blocks
 //!   anywhere but in that bounded `recv`.
 //!
+//! Limits: handing the worker's tasks over takes a thread from tokio's blocking pool. If a
+//! service keeps that pool full (`spawn_blocking` at its `max_blocking_threads`), the worker's
+//! queued tasks run only when other workers steal them or the session ends (at most
+//! [`MAX_CALLS_PER_SESSION`] calls, or [`IDLE_AFTER`] without one); such a service should set
+//! `sequential_threads` to 0.
+//!
 //! [`ServerConfig::sequential_threads`]: super::ServerConfig::sequential_threads
 
 use std::future::Future;
