@@ -192,6 +192,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// `systemd-socket-activate`.
 pub mod activation;
 
+/// Method handlers shared by in-process server tests (echo, sleep, a streamed count).
+pub mod handlers;
+
 /// The service manager's end of sd_notify.
 pub mod notify;
 

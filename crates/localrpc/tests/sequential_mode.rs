@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use localrpc::server::{Server, ServerConfig};
-use localrpc::service::{ErrorReply, InterfaceBuilder, Reply, Service};
-use localrpc_testkit::InProcessServer;
+use localrpc::service::{InterfaceBuilder, Reply, Service};
+use localrpc_testkit::{InProcessServer, handlers};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -22,28 +22,9 @@ const IDL: &str = "interface org.example.seq\n\
 fn service() -> Service {
     let iface = InterfaceBuilder::new(IDL)
         .expect("IDL parses")
-        .method("Echo", |call| {
-            Box::pin(async move { Reply::with(json!({ "text": call.parameters().get("text") })) })
-        })
-        .method("Sleep", |call| {
-            Box::pin(async move {
-                let ms: u64 = call.parameter("ms")?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(Reply::empty())
-            })
-        })
-        .streaming_method("Count", |mut call| {
-            Box::pin(async move {
-                let n: i64 = call.parameter("n")?;
-                for i in 0..n - 1 {
-                    call.replies
-                        .send(json!({ "i": i }))
-                        .await
-                        .map_err(|_| ErrorReply::permission_denied())?;
-                }
-                Reply::with(json!({ "i": n - 1 }))
-            })
-        })
+        .method("Echo", handlers::echo)
+        .method("Sleep", handlers::sleep)
+        .streaming_method("Count", handlers::count)
         .upgrade_method("Raw", |_call| {
             Box::pin(async move {
                 Reply::upgrade(

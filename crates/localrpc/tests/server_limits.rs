@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use localrpc::server::{Server, ServerConfig, StopReason};
 use localrpc::service::{CallContext, InterfaceBuilder, Reply, Service};
-use localrpc_testkit::InProcessServer;
+use localrpc_testkit::{InProcessServer, handlers};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -18,16 +18,8 @@ const IDL: &str = "interface org.example.limits\n\
 fn service() -> Service {
     let iface = InterfaceBuilder::new(IDL)
         .expect("IDL parses")
-        .method("Echo", |call| {
-            Box::pin(async move { Reply::with(json!({ "text": call.parameters().get("text") })) })
-        })
-        .method("Sleep", |call| {
-            Box::pin(async move {
-                let ms: u64 = call.parameter("ms")?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(Reply::empty())
-            })
-        });
+        .method("Echo", handlers::echo)
+        .method("Sleep", handlers::sleep);
     Service::builder()
         .interface(iface)
         .build()

@@ -6,6 +6,7 @@ use std::io;
 use localrpc::service::{
     BoxFuture, Dispatched, ErrorReply, InterfaceBuilder, Output, Reply, Service,
 };
+use localrpc_testkit::handlers;
 use serde_json::json;
 
 const IDL: &str = "\
@@ -71,18 +72,7 @@ fn service() -> Service {
                 Reply::with(json!({ "p": p }))
             })
         })
-        .streaming_method("Stream", |mut call| {
-            Box::pin(async move {
-                let n: i64 = call.parameter("n")?;
-                for i in 0..n - 1 {
-                    call.replies
-                        .send(json!({ "i": i }))
-                        .await
-                        .map_err(|_| ErrorReply::permission_denied())?;
-                }
-                Reply::with(json!({ "i": n - 1 }))
-            })
-        })
+        .streaming_method("Stream", handlers::count)
         .upgrade_method("Raw", |_call| {
             Box::pin(async move {
                 Ok(Reply::Upgrade {
