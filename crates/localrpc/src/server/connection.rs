@@ -141,6 +141,16 @@ impl ConnectionOutput {
 }
 
 impl ConnectionOutput {
+    /// Makes the socket blocking for sequential mode (`sequential::Socket::make_blocking`).
+    /// Should that close it, the pidfd guard goes at once too.
+    fn make_blocking(&mut self) -> io::Result<bool> {
+        let made = self.socket.make_blocking();
+        if made.is_err() {
+            drop(self.pidfd_guard.take());
+        }
+        made
+    }
+
     /// The stream, registered with the runtime again if it was in sequential mode. Should
     /// that fail (epoll out of memory or watches), the socket is closed: the pidfd guard goes
     /// at once too.
@@ -324,8 +334,10 @@ async fn serve(
             && !*env.draining.borrow()
             && let Some(slot) = env.sequential.try_acquire()
         {
-            if let Err(e) = output.socket.make_blocking() {
-                return End::Closed("socket could not be made blocking", e.to_string());
+            match output.make_blocking() {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return End::Closed("socket could not leave the runtime", e.to_string()),
             }
             ServerStats::bump(&env.stats.sequential_sessions);
             let on_thread = AtomicBool::new(true);

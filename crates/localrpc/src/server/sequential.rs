@@ -106,7 +106,9 @@ impl Socket {
     }
 
     /// Takes the socket out of the runtime's epoll set and makes it blocking, with reads
-    /// waiting at most [`IDLE_AFTER`]. Only a Unix stream converts; `false` for the others.
+    /// waiting at most [`IDLE_AFTER`]. Only a Unix stream converts; `false` for the others,
+    /// and for one whose socket options could not be set (it stays registered). An error
+    /// means the runtime could not let go of the socket, which is then closed.
     pub(super) fn make_blocking(&mut self) -> io::Result<bool> {
         if !matches!(self, Socket::Registered(Stream::Unix(_))) {
             return Ok(false);
@@ -115,9 +117,14 @@ impl Socket {
             unreachable!("matched above");
         };
         let socket = stream.into_std()?;
-        socket.set_nonblocking(false)?;
-        socket.set_read_timeout(Some(IDLE_AFTER))?;
+        let made = socket
+            .set_nonblocking(false)
+            .and_then(|()| socket.set_read_timeout(Some(IDLE_AFTER)));
         *self = Socket::Blocking(socket);
+        if made.is_err() {
+            self.registered()?;
+            return Ok(false);
+        }
         Ok(true)
     }
 
