@@ -334,35 +334,10 @@ async fn serve(
             && !*env.draining.borrow()
             && let Some(slot) = env.sequential.try_acquire()
         {
-            match output.make_blocking() {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => return End::Closed("socket could not leave the runtime", e.to_string()),
-            }
-            ServerStats::bump(&env.stats.sequential_sessions);
-            let on_thread = AtomicBool::new(true);
-            let ended = {
-                let mut session = Box::pin(sequential_session(
-                    env,
-                    input,
-                    output,
-                    &mut small_calls,
-                    &on_thread,
-                ));
-                match tokio::task::block_in_place(|| {
-                    sequential::run_here(session.as_mut(), &on_thread)
-                }) {
-                    Some(ended) => ended,
-                    None => session.await,
-                }
-            };
-            drop(slot);
-            match ended {
-                Ok(handback) => streak.session_ended(matches!(handback, Handback::ServerBusy)),
-                Err(end) => return end,
-            }
-            if let Err(e) = output.registered() {
-                return End::Closed("read failed", e.to_string());
+            if let Some(end) =
+                serve_sequentially(env, input, output, &mut small_calls, &mut streak, slot).await
+            {
+                return end;
             }
             // Whatever the session left buffered is dispatched (or waited for) as usual.
             continue;
@@ -482,6 +457,55 @@ async fn dispatch_buffered(
         return Err(write_failed(env.stats, e));
     }
     Ok(calls)
+}
+
+/// One turn of sequential mode (see `sequential`), in one of the server's places: makes the
+/// socket blocking, runs a session on this thread, and registers the socket with the runtime
+/// again. `Some` when the connection ended meanwhile.
+async fn serve_sequentially(
+    env: &Env<'_>,
+    input: &mut Input,
+    output: &mut ConnectionOutput,
+    small_calls: &mut u32,
+    streak: &mut sequential::Streak,
+    _slot: sequential::Slot<'_>,
+) -> Option<End> {
+    match output.make_blocking() {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            return Some(End::Closed(
+                "socket could not leave the runtime",
+                e.to_string(),
+            ));
+        }
+    }
+    ServerStats::bump(&env.stats.sequential_sessions);
+    let on_thread = AtomicBool::new(true);
+    let ended = {
+        let mut session = Box::pin(sequential_session(
+            env,
+            input,
+            output,
+            small_calls,
+            &on_thread,
+        ));
+        match tokio::task::block_in_place(|| sequential::run_here(session.as_mut(), &on_thread)) {
+            Some(ended) => ended,
+            None => session.await,
+        }
+    };
+    match ended {
+        Ok(handback) => streak.session_ended(matches!(handback, Handback::ServerBusy)),
+        Err(end) => return Some(end),
+    }
+    if let Err(e) = output.registered() {
+        return Some(End::Closed(
+            "socket could not return to the runtime",
+            e.to_string(),
+        ));
+    }
+    None
 }
 
 /// Why a sequential session gave the connection back to the runtime's loop.
