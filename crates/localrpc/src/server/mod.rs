@@ -2,7 +2,9 @@
 //!
 //! Each connection reads whatever the socket has, dispatches every complete call in order,
 //! and writes all replies of that batch with one write. Nothing a peer does on one connection
-//! (a huge message, a protocol violation, not reading) affects another.
+//! (a huge message, a protocol violation, not reading) affects another. A Unix-socket client
+//! that makes one call at a time, on an otherwise quiet server, is served for a while from a
+//! thread of its own that blocks in `recv` ([`ServerConfig::sequential_threads`]).
 //!
 //! Stopping is two steps so a daemon can tell its service manager in between:
 //! [`Server::serve`] returns when asked to stop (or when idle) and no longer accepts;
