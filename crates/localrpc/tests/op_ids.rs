@@ -130,3 +130,93 @@ async fn read_replies(stream: &mut UnixStream, count: usize) -> Vec<serde_json::
     }
     replies
 }
+
+/// Log lines written by the test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_call_that_ran_is_logged_once_at_debug_with_its_op_id_and_duration() {
+    const IDL: &str = "interface org.example.log\n\
+                       method Ok() -> ()\n\
+                       method Fail() -> ()\n\
+                       error Broken()\n";
+    let iface = InterfaceBuilder::new(IDL)
+        .expect("IDL parses")
+        .method("Ok", |_call| Box::pin(async move { Ok(Reply::empty()) }))
+        .method("Fail", |_call| {
+            Box::pin(async move {
+                Err(localrpc::service::ErrorReply::new(
+                    "org.example.log.Broken",
+                    json!({}),
+                ))
+            })
+        });
+    let service = Service::builder().interface(iface).build().expect("builds");
+    let captured = Captured::default();
+    let writer = captured.clone();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let filter: tracing_subscriber::filter::Targets =
+        "info,localrpc::call=debug".parse().expect("filter");
+    let subscriber = tracing_subscriber::registry().with(filter).with(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || writer.clone()),
+    );
+    // This test's runtime has one thread, so the server logs through this subscriber.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let server = InProcessServer::start(service).await;
+    let mut stream = UnixStream::connect(&server.path).await.expect("connect");
+    stream
+        .write_all(
+            b"{\"method\":\"org.example.log.Ok\",\"io.localrpc\":{\"op_id\":\"op-00000000000000aa\"}}\0\
+              {\"method\":\"org.example.log.Fail\"}\0\
+              {\"method\":\"org.example.log.Nope\"}\0",
+        )
+        .await
+        .expect("write");
+    let replies = read_replies(&mut stream, 3).await;
+    let sent_op_id: OpId = "op-00000000000000aa".parse().expect("an op id");
+    assert_eq!(replies[1]["error"], "org.example.log.Broken");
+    assert_eq!(replies[2]["error"], "org.varlink.service.MethodNotFound");
+    let text = String::from_utf8_lossy(&captured.0.lock().expect("log")).into_owned();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("localrpc::call"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line per call that reached its handler: {text}"
+    );
+    assert!(
+        lines[0].contains("call completed")
+            && lines[0].contains("method=org.example.log.Ok")
+            && lines[0].contains(&format!("op_id={sent_op_id}"))
+            && lines[0].contains("duration_us="),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("call failed")
+            && lines[1].contains("method=org.example.log.Fail")
+            && lines[1].contains("op_id=op-")
+            && lines[1].contains("error=org.example.log.Broken"),
+        "{}",
+        lines[1]
+    );
+}

@@ -14,7 +14,7 @@ pub use context::{CallContext, InvalidOpId, OpId, Peer, PeerCredentials, PeerPid
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{
-    BoxFuture, BuildError, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED, FDS_NOT_SUPPORTED,
-    InterfaceBuilder, MethodHandler, MethodResult, Output, RawStream, Replies, Reply, ReplyError,
-    Requires, SentReply, Service, ServiceBuilder, UpgradeHandler,
+    BoxFuture, BuildError, CALL_LOG, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED,
+    FDS_NOT_SUPPORTED, InterfaceBuilder, MethodHandler, MethodResult, Output, RawStream, Replies,
+    Reply, ReplyError, Requires, SentReply, Service, ServiceBuilder, UpgradeHandler,
 };

@@ -759,6 +759,11 @@ pub struct Service {
     accepts_fds: bool,
 }
 
+/// The log target of the line each call that reached its handler gets at debug level ("call
+/// completed" or "call failed", with the method, the op id, the time the handler took and
+/// the error's name): `LOCALRPC_LOG=info,localrpc::call=debug` turns on just these.
+pub const CALL_LOG: &str = "localrpc::call";
+
 /// The error a call gets when its handler outlives the per-call deadline.
 pub const CALL_TIMED_OUT: &str = "io.localrpc.CallTimedOut";
 
@@ -968,6 +973,10 @@ impl Service {
             more: context.flags.more,
             finished: &mut finished,
         };
+        // One debug line per call that ran (target `localrpc::call`): the clock is only read
+        // when that line is wanted.
+        let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
+            .then(std::time::Instant::now);
         let running = handler.call(Call {
             parameters,
             context: &context,
@@ -987,6 +996,16 @@ impl Service {
                 }
             },
         };
+        if let Some(started) = started {
+            // A u64, which JSON logs write as a number (a u128 becomes a string).
+            let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            match &result {
+                Ok(_) => tracing::debug!(target: CALL_LOG, method = %context.method,
+                    op_id = %context.op_id, duration_us, "call completed"),
+                Err(error) => tracing::debug!(target: CALL_LOG, method = %context.method,
+                    op_id = %context.op_id, duration_us, error = %error.name, "call failed"),
+            }
+        }
         if finished && !matches!(result, Ok(Reply::Sent(_))) {
             tracing::error!(method = %context.method, op_id = %context.op_id,
                 "the handler sent its final reply with Call::reply, then returned another result; it is dropped");
