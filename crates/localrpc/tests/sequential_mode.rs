@@ -126,6 +126,18 @@ fn sessions(server: &Server) -> u64 {
     server.stats().sequential_sessions.load(Ordering::Relaxed)
 }
 
+/// A client of `server` that has made 40 calls one at a time, so that its connection is in
+/// sequential mode.
+async fn client_in_sequential_mode(server: &InProcessServer) -> Client {
+    let mut client = Client::connect(server).await;
+    client.echo_one_at_a_time(40, "warm").await;
+    assert!(
+        sessions(&server.server) >= 1,
+        "not in sequential mode after 40 calls"
+    );
+    client
+}
+
 async fn start(config: ServerConfig) -> InProcessServer {
     InProcessServer::start_with(service(), config).await
 }
@@ -174,9 +186,7 @@ async fn pipelined_and_partial_calls_after_sequential_mode_are_answered_in_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_handlers_and_streamed_replies_work_from_sequential_mode() {
     let server = start(ServerConfig::default()).await;
-    let mut client = Client::connect(&server).await;
-    client.echo_one_at_a_time(40, "warm").await;
-    assert!(sessions(&server.server) >= 1);
+    let mut client = client_in_sequential_mode(&server).await;
 
     // A handler that waits is finished by the runtime.
     let started = Instant::now();
@@ -203,9 +213,7 @@ async fn waiting_handlers_and_streamed_replies_work_from_sequential_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_after_sequential_mode_hands_over_the_socket() {
     let server = start(ServerConfig::default()).await;
-    let mut client = Client::connect(&server).await;
-    client.echo_one_at_a_time(40, "warm").await;
-    assert!(sessions(&server.server) >= 1);
+    let mut client = client_in_sequential_mode(&server).await;
     client
         .send(b"{\"method\":\"org.example.seq.Raw\",\"upgrade\":true}\0")
         .await;
@@ -226,9 +234,7 @@ async fn an_upgrade_after_sequential_mode_hands_over_the_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_closes_a_connection_in_sequential_mode_promptly() {
     let server = start(ServerConfig::default()).await;
-    let mut client = Client::connect(&server).await;
-    client.echo_one_at_a_time(40, "warm").await;
-    assert!(sessions(&server.server) >= 1);
+    let mut client = client_in_sequential_mode(&server).await;
     // The thread is now blocked waiting for the next call.
     let started = Instant::now();
     assert!(server.server.drain(Duration::from_secs(5)).await);
