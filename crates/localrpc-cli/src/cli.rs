@@ -33,6 +33,15 @@ pub enum Command {
     Format(FormatArgs),
     /// Measure a method: calls/s, latency percentiles, client and server CPU per call.
     Bench(BenchArgs),
+    /// Show a localrpc daemon's counters: connections, calls, errors, uptime
+    /// (io.localrpc.Control.GetStats).
+    Stats(InfoArgs),
+    /// Show whether a daemon is ready; exit 0 only when it is, 3 when it answers but is
+    /// reloading or draining (for scripts and ExecStartPost=).
+    Health(HealthArgs),
+    /// Show the log filter of a daemon, or change it: a level (0-7, emerg..debug, or
+    /// off/error/warn/info/debug/trace) or, on localrpc daemons, full $LOCALRPC_LOG directives.
+    LogLevel(LogLevelArgs),
     /// Connect stdin/stdout to an address, e.g. as the remote end of ssh-exec:
     /// `localrpc call ssh-exec:host:'localrpc bridge unix:/run/x.sock' ...`.
     Bridge(BridgeArgs),
@@ -55,6 +64,40 @@ pub struct InfoArgs {
     #[arg(short = 'j')]
     pub j: bool,
     /// Maximum time to wait for the reply, in seconds ("infinity": no limit).
+    #[arg(long, value_name = "SECONDS", default_value = "45", value_parser = parse_timeout)]
+    pub timeout: Timeout,
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// Service address (unix:/path, /path, exec:PATH, ssh-unix:HOST:/path, ...).
+    pub address: String,
+    /// Print the GetHealth reply as JSON instead of a line of text.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<String>,
+    /// Same as --json (pretty on a terminal, short otherwise).
+    #[arg(short = 'j')]
+    pub j: bool,
+    /// Print nothing; only the exit status tells.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Maximum time to wait for the reply, in seconds ("infinity": no limit).
+    #[arg(long, value_name = "SECONDS", default_value = "45", value_parser = parse_timeout)]
+    pub timeout: Timeout,
+}
+
+#[derive(Args, Debug)]
+pub struct LogLevelArgs {
+    /// Service address (unix:/path, /path, exec:PATH, ssh-unix:HOST:/path, ...).
+    pub address: String,
+    /// The new level or filter, e.g. debug, 7, warning, or info,localrpc::call=debug
+    /// (absent: print the filter in force).
+    #[arg(conflicts_with = "reset")]
+    pub filter: Option<String>,
+    /// Go back to the filter (or level) the daemon started with.
+    #[arg(long)]
+    pub reset: bool,
+    /// Maximum time to wait for each reply, in seconds ("infinity": no limit).
     #[arg(long, value_name = "SECONDS", default_value = "45", value_parser = parse_timeout)]
     pub timeout: Timeout,
 }

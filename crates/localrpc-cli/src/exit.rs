@@ -4,6 +4,7 @@
 //! | ---: | --- |
 //! | 0  | success (also an error reply named by `--graceful`) |
 //! | 1  | the service answered with an error reply (as varlinkctl); `validate-idl` found problems |
+//! | 3  | `health`: the daemon answered but is not ready (reloading or draining) |
 //! | 64 | bad usage: unknown option, missing argument, parameters that are not a JSON object (EX_USAGE) |
 //! | 65 | invalid input data: an IDL file that does not parse, a bad reply description (EX_DATAERR) |
 //! | 66 | an input file cannot be read (EX_NOINPUT) |
@@ -12,7 +13,7 @@
 //! | 74 | writing the output failed (EX_IOERR) |
 //! | 75 | no reply within `--timeout` (EX_TEMPFAIL) |
 //! | 76 | the connection broke or the peer violated the protocol (EX_PROTOCOL) |
-//! | 77 | permission denied while connecting (EACCES/EPERM) (EX_NOPERM) |
+//! | 77 | permission denied while connecting (EACCES/EPERM), or the daemon refused a control call (`stats`, `health`, `log-level`) (EX_NOPERM) |
 
 use std::fmt;
 use std::io;
@@ -22,6 +23,7 @@ use localrpc::client::Error as ClientError;
 use localrpc::transport::Address;
 
 pub const REPLY_ERROR: u8 = 1;
+pub const NOT_READY: u8 = 3;
 pub const USAGE: u8 = 64;
 pub const DATA: u8 = 65;
 pub const NO_INPUT: u8 = 66;
@@ -38,6 +40,7 @@ Exit codes:
    0  success (also an error reply named with --graceful)
    1  the service replied with an error (its name on stderr, its parameters on stdout);
       validate-idl: problems found
+   3  health: the daemon answered but is not ready (reloading or draining)
   64  bad usage (unknown option, missing argument, parameters not a JSON object)
   65  invalid data (an IDL file that does not parse)
   66  an input file cannot be read
@@ -46,7 +49,8 @@ Exit codes:
   74  writing the output failed
   75  no reply within --timeout
   76  the connection broke or the peer broke the protocol
-  77  permission denied while connecting
+  77  permission denied while connecting, or a control call refused (stats, health,
+      log-level: run as root or as the daemon's user)
 
 Addresses: unix:/path, unix:@name, /path (a socket, or an executable to run), tcp:HOST:PORT,
 vsock:CID:PORT, exec:PATH, ssh-unix:HOST:/path, ssh-exec:HOST:COMMAND";

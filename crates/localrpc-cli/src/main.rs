@@ -74,6 +74,9 @@ fn run_async(command: Command) -> Result<(), Failure> {
             Command::Call(args) => verbs::call::run(args).await,
             Command::Bridge(args) => verbs::bridge::run(args).await,
             Command::Bench(args) => verbs::bench::run(args).await,
+            Command::Stats(args) => verbs::control::stats(args).await,
+            Command::Health(args) => verbs::control::health(args).await,
+            Command::LogLevel(args) => verbs::control::log_level(args).await,
             Command::ValidateIdl(_)
             | Command::Format(_)
             | Command::Completions(_)

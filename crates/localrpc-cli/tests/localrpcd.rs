@@ -18,8 +18,10 @@ fn info_lists_vendor_and_sorted_interfaces() {
         run.stdout
     );
     assert!(
-        run.stdout
-            .ends_with("Interfaces: io.localrpc.Echo\n            org.varlink.service\n"),
+        run.stdout.ends_with(
+            "Interfaces: io.localrpc.Control\n            io.localrpc.Echo\n            \
+                 io.systemd.service\n            org.varlink.service\n"
+        ),
         "{}",
         run.stdout
     );
@@ -33,7 +35,7 @@ fn list_interfaces_and_methods() {
     let (_dir, _daemon, address) = daemon();
     assert_eq!(
         localrpc(&["list-interfaces", &address]).stdout,
-        "io.localrpc.Echo\norg.varlink.service\n"
+        "io.localrpc.Control\nio.localrpc.Echo\nio.systemd.service\norg.varlink.service\n"
     );
     let methods = localrpc(&["list-methods", &address, "io.localrpc.Echo"]);
     assert_eq!(
@@ -317,7 +319,8 @@ fn bare_socket_path_connects() {
         dir.path().join("echo.sock").to_str().unwrap(),
     ]);
     assert_eq!(
-        run.stdout, "io.localrpc.Echo\norg.varlink.service\n",
+        run.stdout,
+        "io.localrpc.Control\nio.localrpc.Echo\nio.systemd.service\norg.varlink.service\n",
         "{run:?}"
     );
 }

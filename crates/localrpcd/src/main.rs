@@ -76,6 +76,11 @@ struct Args {
     /// Log format: auto (journald under systemd, else text), text, json, journald.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
+
+    /// Do not serve the control interfaces io.systemd.service (SetLogLevel, Reload, ...) and
+    /// io.localrpc.Control (stats, health, log filter).
+    #[arg(long)]
+    no_control: bool,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +143,7 @@ fn options(args: &Args) -> Result<DaemonOptions, String> {
         group: args.socket_group,
     };
     options.drain_timeout = seconds_option(args.drain_timeout, "drain-timeout")?;
+    options.control = !args.no_control;
     options.server = ServerConfig {
         max_message_size: args.max_message_size,
         max_connections: args.max_connections,

@@ -129,7 +129,12 @@ fn python_client_against_localrpcd() {
     assert_eq!(out["after_errors"], json!({"text": "still open"}));
     assert_eq!(
         out["info"]["interfaces"],
-        json!(["org.varlink.service", "io.localrpc.Echo"])
+        json!([
+            "org.varlink.service",
+            "io.localrpc.Echo",
+            "io.systemd.service",
+            "io.localrpc.Control"
+        ])
     );
     assert_eq!(out["info"]["vendor"], "localrpc");
     assert_eq!(out["info"]["product"], "localrpcd");
@@ -247,7 +252,15 @@ fn python_cli_against_localrpcd() {
         .lines()
         .map(str::trim)
         .collect();
-    assert_eq!(interfaces, ["org.varlink.service", "io.localrpc.Echo"]);
+    assert_eq!(
+        interfaces,
+        [
+            "org.varlink.service",
+            "io.localrpc.Echo",
+            "io.systemd.service",
+            "io.localrpc.Control"
+        ]
+    );
 
     let (ok, stdout, stderr) = run_python(
         &python,

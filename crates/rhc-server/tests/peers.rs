@@ -91,7 +91,12 @@ fn r2_varlinkctl_call_test() {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .collect::<Vec<_>>(),
-        ["com.redhat.rhc.internal", "org.varlink.service"]
+        [
+            "com.redhat.rhc.internal",
+            "io.localrpc.Control",
+            "io.systemd.service",
+            "org.varlink.service"
+        ]
     );
     let out = run(
         &varlinkctl,
@@ -163,7 +168,12 @@ fn r2_python_client_and_cli_call_test() {
     );
     assert_eq!(
         value["info"]["interfaces"],
-        serde_json::json!(["org.varlink.service", "com.redhat.rhc.internal"])
+        serde_json::json!([
+            "org.varlink.service",
+            "com.redhat.rhc.internal",
+            "io.systemd.service",
+            "io.localrpc.Control"
+        ])
     );
 
     let out = run(

@@ -174,7 +174,7 @@ fn r5_get_info_in_stable_order_and_interface_description_verbatim() {
     let socket = dir.path().join("s");
     let mut server = spawn(&socket, &[]);
     let expected = format!(
-        "{{\"parameters\":{{\"vendor\":\"Red Hat\",\"product\":\"rhc-server\",\"version\":\"{}\",\"url\":\"https://github.com/RedHatInsights/rhc\",\"interfaces\":[\"org.varlink.service\",\"com.redhat.rhc.internal\"]}}}}\0",
+        "{{\"parameters\":{{\"vendor\":\"Red Hat\",\"product\":\"rhc-server\",\"version\":\"{}\",\"url\":\"https://github.com/RedHatInsights/rhc\",\"interfaces\":[\"org.varlink.service\",\"com.redhat.rhc.internal\",\"io.systemd.service\",\"io.localrpc.Control\"]}}}}\0",
         env!("CARGO_PKG_VERSION")
     );
     // The same order every time, on fresh connections (the original's order was random).

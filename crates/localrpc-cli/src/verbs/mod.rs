@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bridge;
 pub mod call;
+pub mod control;
 pub mod format;
 pub mod generate;
 pub mod info;

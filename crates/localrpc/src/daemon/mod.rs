@@ -1,7 +1,8 @@
 //! Process concerns of a localrpc daemon: socket activation or its own sockets, the
 //! single-instance lock, sd_notify, signals (drain on SIGTERM/SIGINT, cut short by a second
 //! one; reload on SIGHUP),
-//! exit-on-idle and log setup.
+//! exit-on-idle, log setup, and run-time control over varlink (`io.systemd.service` and
+//! `io.localrpc.Control`, see [`control`]).
 //!
 //! ```no_run
 //! # fn service() -> localrpc::service::Service { unimplemented!() }
@@ -24,6 +25,7 @@
 //! ```
 
 mod args;
+pub mod control;
 mod lock;
 pub mod logging;
 mod notify;
@@ -40,8 +42,10 @@ pub use lock::{InstanceLock, LockError};
 pub use logging::LogFormat;
 pub use notify::{Notifier, monotonic_usec, watchdog_interval};
 
+use control::Control;
+
 use crate::server::{Server, ServerConfig, StopReason};
-use crate::service::Service;
+use crate::service::{BuildError, Service};
 use crate::transport::{
     ActivatedFd, ActivationError, Address, BindError, Listener, Stream, UnixBindOptions,
     take_listen_fds,
@@ -70,6 +74,10 @@ pub enum DaemonError {
         /// Why it cannot be used, and what would work.
         reason: String,
     },
+    /// A control interface could not be added to the service (see
+    /// [`DaemonOptions::control`]).
+    #[error("cannot add the control interfaces to the service: {0}")]
+    Control(BuildError),
     /// Another system-level failure.
     #[error("{what}: {source}")]
     Io {
@@ -105,8 +113,13 @@ pub struct DaemonOptions {
     pub drain_timeout: Duration,
     /// Server limits, including exit-on-idle.
     pub server: ServerConfig,
-    /// Called on SIGHUP.
+    /// Called on SIGHUP and on `io.systemd.service.Reload`, between `RELOADING=1` and
+    /// `READY=1`.
     pub on_reload: Option<ReloadHook>,
+    /// Serve the control interfaces `io.systemd.service` and `io.localrpc.Control` next to
+    /// the service's own (default true; see [`control`] for who may call what). An interface
+    /// the service implements itself is left to it.
+    pub control: bool,
 }
 
 impl DaemonOptions {
@@ -122,6 +135,7 @@ impl DaemonOptions {
             drain_timeout: Duration::from_secs(10),
             server: ServerConfig::default(),
             on_reload: None,
+            control: true,
         }
     }
 }
@@ -232,7 +246,13 @@ impl Daemon {
             }
             Sockets::Listeners(bind_own_sockets(&self.name, &options, &mut locks).await?)
         };
-        let server = Server::with_config(service, options.server.clone());
+        let control = Control::new(&self.name, self.notifier.clone(), options.on_reload.clone());
+        let mut service = service;
+        if options.control {
+            add_control_interfaces(&mut service, &control)?;
+        }
+        let server = Arc::new(Server::with_config(service, options.server.clone()));
+        control.attach(&server);
         if let Some(interval) = watchdog_interval() {
             let notifier = self.notifier.clone();
             tokio::spawn(async move {
@@ -251,6 +271,7 @@ impl Daemon {
                 tokio::select! {
                     () = &mut serving => self.notifier.stopping("connection closed"),
                     () = signals.first() => {
+                        control.set_draining();
                         let status = "stopping: finishing calls in flight";
                         tracing::info!("{status}");
                         self.notifier.stopping(status);
@@ -272,12 +293,9 @@ impl Daemon {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), name = %self.name, "starting");
         self.notifier
             .ready(&format!("serving on {}", addresses.join(", ")));
-        tokio::spawn(reload_loop(
-            reload,
-            self.notifier.clone(),
-            options.on_reload.clone(),
-        ));
+        tokio::spawn(reload_loop(reload, control.clone()));
         let reason = server.serve(listeners, signals.first()).await;
+        control.set_draining();
         let status = match reason {
             StopReason::Shutdown => "stopping: finishing calls in flight",
             StopReason::Idle => "stopping: idle",
@@ -479,17 +497,26 @@ async fn drain_or_stop(server: &Server, timeout: Duration, signals: &mut Shutdow
     }
 }
 
-async fn reload_loop(
-    mut hangup: tokio::signal::unix::Signal,
-    notifier: Notifier,
-    hook: Option<ReloadHook>,
-) {
+/// Runs the reload procedure on every SIGHUP.
+async fn reload_loop(mut hangup: tokio::signal::unix::Signal, control: Arc<Control>) {
     while hangup.recv().await.is_some() {
-        tracing::info!("SIGHUP received, reloading");
-        notifier.reloading();
-        if let Some(hook) = &hook {
-            hook();
-        }
-        notifier.ready("reloaded");
+        control.reload("SIGHUP received");
     }
+}
+
+/// Adds `io.systemd.service` and `io.localrpc.Control` to `service`, except one the service
+/// implements itself.
+fn add_control_interfaces(
+    service: &mut Service,
+    control: &Arc<Control>,
+) -> Result<(), DaemonError> {
+    let interfaces = control::interfaces(control).map_err(DaemonError::Control)?;
+    let (own, added): (Vec<_>, Vec<_>) = interfaces
+        .into_iter()
+        .partition(|interface| service.has_interface(interface.name()));
+    for interface in own {
+        tracing::info!(interface = %interface.name(),
+            "the service implements this control interface itself; localrpc's is not added");
+    }
+    service.add_interfaces(added).map_err(DaemonError::Control)
 }

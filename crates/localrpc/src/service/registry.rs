@@ -677,7 +677,7 @@ impl ServiceBuilder {
             "url": self.url,
             "interfaces": names,
         });
-        let introspection = introspection_interface(info, texts)?;
+        let introspection = introspection_interface(info.clone(), texts)?;
         let accepts_fds = self
             .interfaces
             .iter()
@@ -695,6 +695,8 @@ impl ServiceBuilder {
             interfaces,
             call_timeout: None,
             accepts_fds,
+            info,
+            policy: self.policy,
         })
     }
 }
@@ -757,6 +759,10 @@ pub struct Service {
     call_timeout: Option<std::time::Duration>,
     /// Some method accepts file descriptors.
     accepts_fds: bool,
+    /// GetInfo's answer, kept for [`Service::add_interfaces`].
+    info: Value,
+    /// The service-wide policy ([`ServiceBuilder::policy`]), for [`Service::add_interfaces`].
+    policy: Option<AccessPolicy>,
 }
 
 /// The log target of the line each call that reached its handler gets at debug level ("call
@@ -787,6 +793,54 @@ impl Service {
     /// streaming handler sent before that stay sent. `None` (the default): no deadline.
     pub fn set_call_timeout(&mut self, timeout: Option<std::time::Duration>) {
         self.call_timeout = timeout;
+    }
+
+    /// Adds interfaces to a built service, after the interfaces it was built with: GetInfo
+    /// lists them and GetInterfaceDescription describes them. Each gets the service-wide
+    /// policy ([`ServiceBuilder::policy`]) unless it has its own. The daemon runtime adds its
+    /// control interfaces this way. On an error (e.g. a name the service already has, see
+    /// [`Service::has_interface`]) the service is unchanged.
+    pub fn add_interfaces(
+        &mut self,
+        interfaces: impl IntoIterator<Item = InterfaceBuilder>,
+    ) -> Result<(), BuildError> {
+        let mut info = self.info.clone();
+        let mut texts: HashMap<String, String> = self
+            .interfaces
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.text.clone()))
+            .collect();
+        let mut added = Vec::new();
+        for InterfaceBuilder { mut entry, error } in interfaces {
+            if let Some(error) = error {
+                return Err(error);
+            }
+            let name = entry.idl.name.clone();
+            if texts.insert(name.clone(), entry.text.clone()).is_some() {
+                return Err(BuildError::DuplicateInterface(name));
+            }
+            if let Some(names) = info.get_mut("interfaces").and_then(Value::as_array_mut) {
+                names.push(Value::String(name));
+            }
+            if entry.policy.is_none() {
+                entry.policy = self.policy.clone();
+            }
+            added.push(entry);
+        }
+        let introspection = introspection_interface(info.clone(), texts)?;
+        self.info = info;
+        for entry in added {
+            self.accepts_fds |= entry.methods.values().any(|slot| slot.accepts_fds);
+            self.interfaces.insert(entry.idl.name.clone(), entry);
+        }
+        self.interfaces
+            .insert(introspection.entry.idl.name.clone(), introspection.entry);
+        Ok(())
+    }
+
+    /// True when the service has an interface of this name.
+    pub fn has_interface(&self, name: &str) -> bool {
+        self.interfaces.contains_key(name)
     }
 
     /// True when some method accepts file descriptors ([`InterfaceBuilder::accept_fds`]);
