@@ -677,7 +677,11 @@ impl ServiceBuilder {
             "url": self.url,
             "interfaces": names,
         });
-        let introspection = introspection_interface(info.clone(), texts)?;
+        let introspection = serve_introspection(
+            InterfaceBuilder::new(ORG_VARLINK_SERVICE_IDL)?,
+            shared_info(&info)?,
+            texts,
+        );
         let accepts_fds = self
             .interfaces
             .iter()
@@ -704,16 +708,22 @@ impl ServiceBuilder {
 /// The IDL of `org.varlink.service`, served for GetInterfaceDescription.
 pub(crate) const ORG_VARLINK_SERVICE_IDL: &str = include_str!("org.varlink.service.varlink");
 
-fn introspection_interface(
-    info: Value,
-    texts: HashMap<String, String>,
-) -> Result<InterfaceBuilder, BuildError> {
-    // GetInfo's answer is serialized once, here.
+/// GetInfo's answer, serialized once for every call.
+fn shared_info(info: &Value) -> Result<SharedJson, BuildError> {
     let info =
-        serde_json::value::to_raw_value(&info).map_err(|e| BuildError::Info(e.to_string()))?;
-    let info = SharedJson(Arc::from(info));
+        serde_json::value::to_raw_value(info).map_err(|e| BuildError::Info(e.to_string()))?;
+    Ok(SharedJson(Arc::from(info)))
+}
+
+/// `org.varlink.service` (its IDL already in `builder`) answering GetInfo with `info` and
+/// GetInterfaceDescription from `texts`.
+fn serve_introspection(
+    builder: InterfaceBuilder,
+    info: SharedJson,
+    texts: HashMap<String, String>,
+) -> InterfaceBuilder {
     let texts = Arc::new(texts);
-    Ok(InterfaceBuilder::new(ORG_VARLINK_SERVICE_IDL)?
+    builder
         .method("GetInfo", move |_call| {
             let info = info.clone();
             Box::pin(async move { Reply::with(info) })
@@ -731,7 +741,7 @@ fn introspection_interface(
                     None => Err(ErrorReply::interface_not_found(&interface)),
                 }
             })
-        }))
+        })
 }
 
 /// JSON text serialized once and shared by every reply that carries it.
@@ -827,14 +837,20 @@ impl Service {
             }
             added.push(entry);
         }
-        let introspection = introspection_interface(info.clone(), texts)?;
+        let answer = shared_info(&info)?;
         self.info = info;
         for entry in added {
             self.accepts_fds |= entry.methods.values().any(|slot| slot.accepts_fds);
             self.interfaces.insert(entry.idl.name.clone(), entry);
         }
-        self.interfaces
-            .insert(introspection.entry.idl.name.clone(), introspection.entry);
+        // The introspection interface keeps its parsed IDL and gets handlers with the new
+        // answers (parsing it again would add to every daemon's start-up).
+        if let Some(entry) = self.interfaces.remove(ORG_VARLINK_SERVICE) {
+            let builder = InterfaceBuilder { entry, error: None };
+            let introspection = serve_introspection(builder, answer, texts);
+            self.interfaces
+                .insert(ORG_VARLINK_SERVICE.to_owned(), introspection.entry);
+        }
         Ok(())
     }
 
