@@ -235,7 +235,127 @@ const CASES: &[(&str, &str)] = &[
         "interface org.example.a\ntype E (one, two, one)",
         "2:19: duplicate enum value \"one\" (first declared at 2:9)",
     ),
+    // -- positions the byte-wise lexer must keep exact --
+    (
+        // A comment at the end of the input: its characters (not bytes) count.
+        "interface org.example.a # 😀 a comment with ünïcödé, longer than sixteen bytes",
+        "1:78: expected at least one 'type', 'method' or 'error' declaration, found end of input",
+    ),
+    (
+        "interface org.example.a\n#é",
+        "2:3: expected at least one 'type', 'method' or 'error' declaration, found end of input",
+    ),
+    (
+        "interface org.example.a\n# ünïcödé doc 😀\nmethod F(a: int é) -> ()",
+        "3:17: unexpected character 'é'",
+    ),
+    (
+        "interface org.example.a\r\nmethod F(a: int,\r\n) -> ()\r\n",
+        "3:1: unexpected ')' after ',': trailing commas are not allowed",
+    ),
+    (
+        // CR and tab are one column each.
+        "interface org.example.a\r\n# doc\r\r\n\tmethod F(\r\ta: int\t}",
+        "3:20: unexpected character '}'",
+    ),
+    // Errors at the last byte.
+    (
+        "interface org.example.a\nmethod F() -> (",
+        "2:16: expected a field name, found end of input",
+    ),
+    (
+        "interface org.example.a\nmethod F() -> (a: int",
+        "2:22: expected ',' or ')' after field \"a\", found end of input",
+    ),
+    (
+        "interface org.example.a\ntype T (a: [",
+        "2:12: expected '[]' or '[string]'",
+    ),
+    (
+        "interface org.example.a\nmethod F() -",
+        "2:12: expected '->'",
+    ),
+    (
+        "interface org.example.a\nmethod F() -> (a: ?",
+        "2:20: expected a type, found end of input",
+    ),
+    // Names checked eight bytes at a time: `_` on both sides of a window edge, and at the end.
+    (
+        "interface org.example.a\ntype T (abcdefgh__x: int)",
+        "2:9: invalid field name \"abcdefgh__x\": must start with a letter, followed by letters, digits and single inner '_' ([A-Za-z](_?[A-Za-z0-9])*)",
+    ),
+    (
+        "interface org.example.a\ntype T (abcdefg__h: int)",
+        "2:9: invalid field name \"abcdefg__h\": must start with a letter, followed by letters, digits and single inner '_' ([A-Za-z](_?[A-Za-z0-9])*)",
+    ),
+    (
+        "interface org.example.a\ntype T (abcdefghijklmn__: int)",
+        "2:9: invalid field name \"abcdefghijklmn__\": must start with a letter, followed by letters, digits and single inner '_' ([A-Za-z](_?[A-Za-z0-9])*)",
+    ),
+    (
+        "interface org.example.a\ntype T (a_b_c_d_e_f_g_h_i: int, abcdefghijklmnop__q: int)",
+        "2:33: invalid field name \"abcdefghijklmnop__q\": must start with a letter, followed by letters, digits and single inner '_' ([A-Za-z](_?[A-Za-z0-9])*)",
+    ),
+    (
+        "interface org.example.a\ntype Abcdefghij_k (a: int)",
+        "2:6: invalid type name \"Abcdefghij_k\": must start with an uppercase letter followed by letters and digits ([A-Z][A-Za-z0-9]*)",
+    ),
+    (
+        "interface org.example.a\ntype T (a: Abcdefghijklmnop_q)",
+        "2:12: unknown type \"Abcdefghijklmnop_q\": expected bool, int, float, string, object, any, a type name, '(', '[]', '[string]' or '?'",
+    ),
 ];
+
+/// Duplicates and references in lists and interfaces longer than the parser's linear scan (it
+/// switches to a hash index past 16 names): the same messages, with the first declaration.
+#[test]
+fn long_lists_report_the_same_duplicates_and_references() {
+    let fields: String = (0..20).map(|i| format!("f{i}: int, ")).collect();
+    let values: String = (0..20).map(|i| format!("v{i}, ")).collect();
+    let types: String = (0..20).map(|i| format!("type T{i} (a: int)\n")).collect();
+    let cases = [
+        (
+            format!("interface org.example.a\ntype T ({fields}f2: int)"),
+            "2:199: duplicate field \"f2\" (first declared at 2:27)",
+        ),
+        (
+            format!("interface org.example.a\ntype T ({fields}f18: int)"),
+            "2:199: duplicate field \"f18\" (first declared at 2:179)",
+        ),
+        (
+            format!("interface org.example.a\ntype T (x: ({values}v19))"),
+            "2:103: duplicate enum value \"v19\" (first declared at 2:98)",
+        ),
+        (
+            format!("interface org.example.a\n{types}error T17 ()"),
+            "22:7: duplicate name \"T17\": error at line 22 conflicts with type declared at line 19 (types, methods and errors share one namespace)",
+        ),
+        (
+            format!("interface org.example.a\n{types}method M() -> ()\ntype U (m: M, t: T19)"),
+            "23:12: \"M\" is declared as a method at line 22, not as a type",
+        ),
+        (
+            format!("interface org.example.a\n{types}type U (t: T19, x: X)"),
+            "22:20: unknown type \"X\"",
+        ),
+    ];
+    for (input, expected) in &cases {
+        assert_eq!(
+            parse(input).unwrap_err().to_string(),
+            *expected,
+            "{input:?}"
+        );
+    }
+    // Nested lists keep their own names, also past the linear scan.
+    let nested =
+        format!("interface org.example.a\ntype T ({fields}g: ({fields}f0: int), f20: int)");
+    assert_eq!(
+        parse(&nested).unwrap_err().to_string(),
+        "2:393: duplicate field \"f0\" (first declared at 2:203)"
+    );
+    let ok = format!("interface org.example.a\ntype T ({fields}g: ({fields}x: int), f20: int)");
+    assert!(parse(&ok).is_ok());
+}
 
 #[test]
 fn invalid_inputs_report_exact_messages() {
