@@ -211,7 +211,10 @@ mod tests {
 
     #[test]
     fn the_defaults_without_arguments_are_claps() {
-        assert_eq!(super::Args::defaults(), super::Args::parse_from(["localrpcd"]));
+        assert_eq!(
+            super::Args::defaults(),
+            super::Args::parse_from(["localrpcd"])
+        );
     }
 
     #[test]
