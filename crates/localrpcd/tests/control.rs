@@ -10,18 +10,16 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use localrpc_testkit::{ChildGuard, Peer, require_peer, skip};
+use localrpc_testkit::{Peer, require_peer, skip};
 use serde_json::{Value, json};
 use support::{
-    NotifyReceiver, TIMEOUT, connect, read_message, temp_dir, wait_exit, wait_for_socket,
+    Daemon, NotifyReceiver, TIMEOUT, connect, reachable_temp_dir, read_message, wait_exit,
     wait_until_read,
 };
 
@@ -30,65 +28,37 @@ const NOBODY: u32 = 65534;
 /// The per-call debug line (target `localrpc::call`).
 const CALL_COMPLETED: &str = "call completed";
 
-/// A `localrpcd` process on `<tempdir>/d.sock` (mode 0666 in a 0755 directory, so other uids
-/// can connect), logging text to `<tempdir>/log` with `LOCALRPC_LOG=info`.
-struct Daemon {
-    child: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// Starts a [`Daemon`] with `--socket-mode 0666 [args]` in a 0755 directory, so other uids
+/// can connect (and `LOCALRPC_LOG=info`, no `NOTIFY_SOCKET`).
+fn start_daemon(args: &[&str]) -> Daemon {
+    start_daemon_in(reachable_temp_dir(), args, None)
 }
 
-impl Daemon {
-    fn start(args: &[&str]) -> Daemon {
-        Daemon::start_with(args, None)
-    }
+/// [`start_daemon`] in `dir`, with `NOTIFY_SOCKET` set to `notify`'s address if given.
+fn start_daemon_in(
+    dir: tempfile::TempDir,
+    args: &[&str],
+    notify: Option<&NotifyReceiver>,
+) -> Daemon {
+    let args: Vec<&str> = ["--socket-mode", "0666"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    Daemon::start_in(dir, &args, notify)
+}
 
-    fn start_with(args: &[&str], notify: Option<&NotifyReceiver>) -> Daemon {
-        let dir = temp_dir();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the temp dir");
-        Daemon::start_in(dir, args, notify)
-    }
-
-    fn start_in(dir: tempfile::TempDir, args: &[&str], notify: Option<&NotifyReceiver>) -> Daemon {
-        let socket = dir.path().join("d.sock");
-        let log = dir.path().join("log");
-        let mut command = Command::new(support::localrpcd());
-        command
-            .arg("--listen")
-            .arg(format!("unix:{}", socket.display()))
-            .args(["--log-format", "text", "--socket-mode", "0666"])
-            .args(args)
-            .env("LOCALRPC_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("create the log file"));
-        if let Some(notify) = notify {
-            command.env("NOTIFY_SOCKET", &notify.address);
-        }
-        let child = ChildGuard(command.spawn().expect("start localrpcd"));
-        let daemon = Daemon {
-            child,
-            socket,
-            log,
-            _dir: dir,
-        };
-        assert!(
-            wait_for_socket(&daemon.socket, TIMEOUT),
-            "localrpcd did not start listening; log:\n{}",
-            daemon.log_text()
-        );
-        daemon
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
+/// What these tests ask of a [`Daemon`] besides the shared helpers.
+trait DaemonExt {
     /// Lines of the log that contain `needle`.
+    fn log_count(&self, needle: &str) -> usize;
+    /// Calls `method` on a new connection and returns the whole reply.
+    fn call(&self, method: &str, parameters: Value) -> Value;
+    /// Calls Echo; the daemon writes the call's debug line before the reply, so once this
+    /// returns the log shows it if the filter lets it through.
+    fn echo(&self);
+}
+
+impl DaemonExt for Daemon {
     fn log_count(&self, needle: &str) -> usize {
         self.log_text()
             .lines()
@@ -96,14 +66,11 @@ impl Daemon {
             .count()
     }
 
-    /// Calls `method` on a new connection and returns the whole reply.
     fn call(&self, method: &str, parameters: Value) -> Value {
         let mut stream = connect(&self.socket).expect("connect");
         call_on(&mut stream, method, parameters)
     }
 
-    /// Calls Echo; the daemon writes the call's debug line before the reply, so once this
-    /// returns the log shows it if the filter lets it through.
     fn echo(&self) {
         let reply = self.call("io.localrpc.Echo.Echo", json!({"text": "hi"}));
         assert_eq!(reply, json!({"parameters": {"text": "hi"}}));
@@ -175,8 +142,8 @@ fn run(program: &Path, args: &[&str], uid: Option<u32>) -> Run {
 #[test]
 fn varlinkctl_sets_the_log_level_of_a_running_localrpcd() {
     let varlinkctl = require_peer!(Peer::Varlinkctl);
-    let daemon = Daemon::start(&[]);
-    let address = format!("unix:{}", daemon.socket.display());
+    let daemon = start_daemon(&[]);
+    let address = daemon.address();
     let varlinkctl_call = |method: &str, parameters: &str| {
         run(
             &varlinkctl,
@@ -263,7 +230,7 @@ fn varlinkctl_sets_the_log_level_of_a_running_localrpcd() {
 /// and the filter in force is kept; a valid one replaces it.
 #[test]
 fn set_log_filter_refuses_an_invalid_filter_and_keeps_the_old_one() {
-    let daemon = Daemon::start(&[]);
+    let daemon = start_daemon(&[]);
     let bad = daemon.call(
         "io.localrpc.Control.SetLogFilter",
         json!({"filter": "info,localrpc=loud"}),
@@ -323,8 +290,8 @@ fn another_uid_may_read_but_not_change_anything() {
         skip(module_path!(), "needs root to run a caller as another uid");
         return;
     }
-    let daemon = Daemon::start(&[]);
-    let address = format!("unix:{}", daemon.socket.display());
+    let daemon = start_daemon(&[]);
+    let address = daemon.address();
     let client = support::workspace_binary("localrpc");
     let as_nobody = |method: &str, parameters: &str| {
         run(
@@ -386,7 +353,7 @@ fn another_uid_may_read_but_not_change_anything() {
 /// GetStats: calls, connections and protocol errors count up; uptime grows.
 #[test]
 fn get_stats_counters_move_after_calls() {
-    let daemon = Daemon::start(&[]);
+    let daemon = start_daemon(&[]);
     let first = daemon.call("io.localrpc.Control.GetStats", json!({}))["parameters"].clone();
     for key in [
         "connections_accepted",
@@ -433,18 +400,18 @@ fn get_stats_counters_move_after_calls() {
 /// began.
 #[test]
 fn get_health_reports_ready_then_draining() {
-    let mut daemon = Daemon::start(&[]);
+    let mut daemon = start_daemon(&[]);
     let ready = daemon.call("io.localrpc.Control.GetHealth", json!({}))["parameters"].clone();
     assert_eq!(ready["state"], "ready", "{ready}");
     assert_eq!(ready["name"], "localrpcd");
-    assert_eq!(ready["pid"], daemon.child.0.id());
+    assert_eq!(ready["pid"], daemon.pid());
 
     let mut stream = connect(&daemon.socket).expect("connect");
     let mut both = message("io.localrpc.Echo.Sleep", json!({"milliseconds": 1500}));
     both.extend(message("io.localrpc.Control.GetHealth", json!({})));
     stream.write_all(&both).expect("send Sleep and GetHealth");
     wait_until_read(&stream);
-    support::signal(daemon.child.0.id(), rustix::process::Signal::TERM);
+    support::signal(daemon.pid(), rustix::process::Signal::TERM);
     assert_eq!(
         reply_on(&mut stream),
         json!({}),
@@ -460,11 +427,9 @@ fn get_health_reports_ready_then_draining() {
 /// READY=1, before its reply.
 #[test]
 fn reload_sends_reloading_then_ready() {
-    let dir = temp_dir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the temp dir");
+    let dir = reachable_temp_dir();
     let notify = NotifyReceiver::path(dir.path(), "control");
-    let daemon = Daemon::start_in(dir, &[], Some(&notify));
+    let daemon = start_daemon_in(dir, &[], Some(&notify));
     notify.expect_ready();
     let reply = daemon.call("io.systemd.service.Reload", json!({}));
     assert_eq!(reply, json!({}));
@@ -490,7 +455,7 @@ fn reload_sends_reloading_then_ready() {
 /// Both interfaces are listed after the daemon's own; `--no-control` removes them.
 #[test]
 fn control_interfaces_are_on_by_default_and_no_control_removes_them() {
-    let daemon = Daemon::start(&[]);
+    let daemon = start_daemon(&[]);
     let info = daemon.call("org.varlink.service.GetInfo", json!({}));
     assert_eq!(
         info["parameters"]["interfaces"],
@@ -503,7 +468,7 @@ fn control_interfaces_are_on_by_default_and_no_control_removes_them() {
     );
     drop(daemon);
 
-    let daemon = Daemon::start(&["--no-control"]);
+    let daemon = start_daemon(&["--no-control"]);
     let info = daemon.call("org.varlink.service.GetInfo", json!({}));
     assert_eq!(
         info["parameters"]["interfaces"],

@@ -10,10 +10,11 @@
 //! The tests of this file take a file lock so they never run at the same time as each other
 //! (several of them measure time or CPU use). docs/HOSTILE.md lists every case and result.
 
+mod support;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,8 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use localrpc::client::{Connection, Error as ClientError};
-use localrpc_testkit::{ChildGuard, skip, temp_dir, wait_for_socket, workspace_binary};
+use localrpc_testkit::{ChildGuard, skip};
 use serde_json::{Value, json};
+use support::Daemon;
 
 /// Upper bound of any single wait on a socket or a child process.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,63 +58,24 @@ fn serial() -> Serial {
     Serial { _lock: file }
 }
 
-/// A `localrpcd` process on `<tempdir>/d.sock`, its log in `<tempdir>/log`.
-struct Daemon {
-    child: ChildGuard,
-    socket: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// What these tests ask of a [`Daemon`] (started with `Daemon::start`, which makes the
+/// directory 0755 so that other uids can reach a socket created with `--socket-mode 0666`)
+/// besides the shared helpers.
+trait DaemonExt {
+    /// Waits (bounded) until the log contains `needle`; returns the log.
+    fn wait_for_log(&self, needle: &str) -> String;
+    /// A connection whose Echo was answered. Retries: a connection closed just before
+    /// (e.g. `wait_for_socket`'s probe) holds its slot until the server has seen its EOF,
+    /// which matters with a per-uid limit of 1.
+    fn served_connection(&mut self, text: &str) -> UnixStream;
+    fn connect(&self) -> UnixStream;
+    /// A new connection is answered: Echo round trip.
+    fn assert_serves(&mut self, text: &str);
+    /// Retries a new connection's Echo until it is answered; returns how long it took.
+    fn wait_until_served(&mut self, text: &str) -> Duration;
 }
 
-impl Daemon {
-    /// Starts `localrpcd --listen unix:<socket> --log-format text [args]`. The directory is
-    /// made 0755 so that other uids can reach a socket created with `--socket-mode 0666`.
-    fn start(args: &[&str]) -> Daemon {
-        let dir = temp_dir();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the temp dir");
-        let socket = dir.path().join("d.sock");
-        let log = dir.path().join("log");
-        let child = Command::new(workspace_binary("localrpcd"))
-            .arg("--listen")
-            .arg(format!("unix:{}", socket.display()))
-            .args(["--log-format", "text"])
-            .args(args)
-            .env("LOCALRPC_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("create the log file"))
-            .spawn()
-            .expect("start localrpcd");
-        let mut daemon = Daemon {
-            child: ChildGuard(child),
-            socket,
-            log,
-            _dir: dir,
-        };
-        assert!(
-            wait_for_socket(&daemon.socket, IO_TIMEOUT),
-            "localrpcd did not start listening; log:\n{}",
-            daemon.log_text()
-        );
-        daemon.assert_alive();
-        daemon
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn address(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits (bounded) until the log contains `needle`; returns the log.
+impl DaemonExt for Daemon {
     fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + RECOVERY;
         loop {
@@ -128,9 +91,6 @@ impl Daemon {
         }
     }
 
-    /// A connection whose Echo was answered. Retries: a connection closed just before
-    /// (e.g. `wait_for_socket`'s probe) holds its slot until the server has seen its EOF,
-    /// which matters with a per-uid limit of 1.
     fn served_connection(&mut self, text: &str) -> UnixStream {
         let start = Instant::now();
         loop {
@@ -149,20 +109,10 @@ impl Daemon {
         }
     }
 
-    fn assert_alive(&mut self) {
-        let status = self.child.0.try_wait().expect("query the daemon's status");
-        assert!(
-            status.is_none(),
-            "localrpcd exited ({status:?}); log:\n{}",
-            self.log_text()
-        );
-    }
-
     fn connect(&self) -> UnixStream {
         connect(&self.socket)
     }
 
-    /// A new connection is answered: Echo round trip.
     fn assert_serves(&mut self, text: &str) {
         self.assert_alive();
         let mut stream = self.connect();
@@ -174,7 +124,6 @@ impl Daemon {
         );
     }
 
-    /// Retries a new connection's Echo until it is answered; returns how long it took.
     fn wait_until_served(&mut self, text: &str) -> Duration {
         let start = Instant::now();
         drop(self.served_connection(text));

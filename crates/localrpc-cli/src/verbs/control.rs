@@ -86,6 +86,36 @@ fn no_control(address: &Address, what: &str) -> Failure {
     ))
 }
 
+/// Which interface answered a call made with [`control_or_systemd`], and its reply.
+enum Answer {
+    Control(Parameters),
+    Systemd(Parameters),
+}
+
+/// Calls `io.localrpc.Control.{method}`; on a daemon without that interface, calls
+/// `io.systemd.service.{method}` as `fallback` says instead (or returns `fallback`'s failure).
+/// `neither` is the failure for a daemon that lacks both interfaces; any other failure of
+/// either call is returned as it is.
+async fn control_or_systemd(
+    connection: &mut Connection,
+    address: &Address,
+    (method, parameters): (&str, Value),
+    fallback: Result<(&str, Value), Failure>,
+    neither: Failure,
+) -> Result<Answer, Failure> {
+    match control_call(connection, address, CONTROL, method, parameters).await {
+        Ok(reply) => return Ok(Answer::Control(reply)),
+        Err(Refused::Failed(failure)) => return Err(failure),
+        Err(Refused::Missing) => {}
+    }
+    let (method, parameters) = fallback?;
+    match control_call(connection, address, SYSTEMD_SERVICE, method, parameters).await {
+        Ok(reply) => Ok(Answer::Systemd(reply)),
+        Err(Refused::Missing) => Err(neither),
+        Err(Refused::Failed(failure)) => Err(failure),
+    }
+}
+
 /// An integer field of a reply.
 fn number(reply: &Parameters, key: &str) -> Option<u64> {
     reply.get(key).and_then(Value::as_u64)
@@ -146,38 +176,28 @@ pub async fn stats(args: InfoArgs) -> Result<(), Failure> {
 pub async fn health(args: HealthArgs) -> Result<(), Failure> {
     let style = json_style(args.json.as_deref(), args.j)?;
     let (address, mut connection) = address::connect(&args.address, args.timeout).await?;
-    let reply = match control_call(&mut connection, &address, CONTROL, "GetHealth", json!({})).await
-    {
-        Ok(reply) => reply,
-        Err(Refused::Failed(failure)) => return Err(failure),
-        Err(Refused::Missing) => {
-            // A systemd daemon: Ping answers while it runs.
-            match control_call(
-                &mut connection,
-                &address,
-                SYSTEMD_SERVICE,
-                "Ping",
-                json!({}),
-            )
-            .await
-            {
-                Ok(_) => {
-                    let mut reply = Parameters::new();
-                    reply.insert("state".into(), json!("ready"));
-                    reply.insert("source".into(), json!("io.systemd.service.Ping"));
-                    reply
-                }
-                Err(Refused::Missing) => {
-                    return Err(Failure::new(
-                            exit::REPLY_ERROR,
-                            format!("{address} offers neither {CONTROL} nor {SYSTEMD_SERVICE}, so its health is unknown"),
-                        )
-                        .with_hint(format!(
-                            "it answers varlink, which shows that it runs; see what it offers: localrpc list-interfaces {address}"
-                        )));
-                }
-                Err(Refused::Failed(failure)) => return Err(failure),
-            }
+    let answer = control_or_systemd(
+        &mut connection,
+        &address,
+        ("GetHealth", json!({})),
+        // A systemd daemon: Ping answers while it runs.
+        Ok(("Ping", json!({}))),
+        Failure::new(
+            exit::REPLY_ERROR,
+            format!("{address} offers neither {CONTROL} nor {SYSTEMD_SERVICE}, so its health is unknown"),
+        )
+        .with_hint(format!(
+            "it answers varlink, which shows that it runs; see what it offers: localrpc list-interfaces {address}"
+        )),
+    )
+    .await?;
+    let reply = match answer {
+        Answer::Control(reply) => reply,
+        Answer::Systemd(_) => {
+            let mut reply = Parameters::new();
+            reply.insert("state".into(), json!("ready"));
+            reply.insert("source".into(), json!("io.systemd.service.Ping"));
+            reply
         }
     };
     let state = reply
@@ -271,47 +291,31 @@ pub async fn log_level(args: LogLevelArgs) -> Result<(), Failure> {
     };
     let level = plain_level(text);
     let filter = level.as_ref().map_or(text.trim(), |level| level.directive);
-    match control_call(
-        &mut connection,
-        &address,
-        CONTROL,
-        "SetLogFilter",
-        json!({ "filter": filter }),
-    )
-    .await
-    {
-        Ok(_) => return Ok(()),
-        Err(Refused::Failed(failure)) => return Err(failure),
-        Err(Refused::Missing) => {}
-    }
     // Not a localrpc daemon: systemd's SetLogLevel takes a syslog level.
-    let Some(level) = level else {
-        return Err(Failure::new(
+    let set_level = match level {
+        None => Err(Failure::new(
             exit::REPLY_ERROR,
             format!("{address} does not offer {CONTROL}, which full filters such as {text:?} need"),
         )
-        .with_hint("give a plain level (0-7, emerg..debug or error/warn/info/debug), which goes through io.systemd.service.SetLogLevel"));
-    };
-    let Some(syslog) = level.syslog else {
-        return Err(Failure::new(
+        .with_hint("give a plain level (0-7, emerg..debug or error/warn/info/debug), which goes through io.systemd.service.SetLogLevel")),
+        Some(PlainLevel { syslog: None, .. }) => Err(Failure::new(
             exit::REPLY_ERROR,
             format!("{address} does not offer {CONTROL}, and {SYSTEMD_SERVICE}.SetLogLevel has no level {text:?}"),
         )
-        .with_hint("use a syslog level from 0 (emerg) to 7 (debug)"));
+        .with_hint("use a syslog level from 0 (emerg) to 7 (debug)")),
+        Some(PlainLevel { syslog: Some(syslog), .. }) => {
+            Ok(("SetLogLevel", json!({ "level": syslog })))
+        }
     };
-    match control_call(
+    control_or_systemd(
         &mut connection,
         &address,
-        SYSTEMD_SERVICE,
-        "SetLogLevel",
-        json!({ "level": syslog }),
+        ("SetLogFilter", json!({ "filter": filter })),
+        set_level,
+        neither(&address),
     )
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(Refused::Missing) => Err(neither(&address)),
-        Err(Refused::Failed(failure)) => Err(failure),
-    }
+    .await?;
+    Ok(())
 }
 
 fn neither(address: &Address) -> Failure {
@@ -323,24 +327,20 @@ fn neither(address: &Address) -> Failure {
 }
 
 async fn show_level(connection: &mut Connection, address: &Address) -> Result<(), Failure> {
-    match control_call(connection, address, CONTROL, "GetLogFilter", json!({})).await {
-        Ok(reply) => {
-            let filter = reply.get("filter").and_then(Value::as_str).unwrap_or("?");
-            return super::write_stdout(&format!("{filter}\n"));
-        }
-        Err(Refused::Failed(failure)) => return Err(failure),
-        Err(Refused::Missing) => {}
-    }
-    match control_call(
+    let answer = control_or_systemd(
         connection,
         address,
-        SYSTEMD_SERVICE,
-        "GetLogLevel",
-        json!({}),
+        ("GetLogFilter", json!({})),
+        Ok(("GetLogLevel", json!({}))),
+        neither(address),
     )
-    .await
-    {
-        Ok(reply) => match number(&reply, "level") {
+    .await?;
+    match answer {
+        Answer::Control(reply) => {
+            let filter = reply.get("filter").and_then(Value::as_str).unwrap_or("?");
+            super::write_stdout(&format!("{filter}\n"))
+        }
+        Answer::Systemd(reply) => match number(&reply, "level") {
             Some(level) => super::write_stdout(&format!("{level} ({})\n", syslog_name(level))),
             None => Err(Failure::new(
                 exit::PROTOCOL,
@@ -350,38 +350,19 @@ async fn show_level(connection: &mut Connection, address: &Address) -> Result<()
                 ),
             )),
         },
-        Err(Refused::Missing) => Err(neither(address)),
-        Err(Refused::Failed(failure)) => Err(failure),
     }
 }
 
 async fn reset_level(connection: &mut Connection, address: &Address) -> Result<(), Failure> {
-    match control_call(
+    control_or_systemd(
         connection,
         address,
-        CONTROL,
-        "SetLogFilter",
-        json!({ "filter": null }),
+        ("SetLogFilter", json!({ "filter": null })),
+        Ok(("SetLogLevel", json!({ "level": null }))),
+        neither(address),
     )
-    .await
-    {
-        Ok(_) => return Ok(()),
-        Err(Refused::Failed(failure)) => return Err(failure),
-        Err(Refused::Missing) => {}
-    }
-    match control_call(
-        connection,
-        address,
-        SYSTEMD_SERVICE,
-        "SetLogLevel",
-        json!({ "level": null }),
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(Refused::Missing) => Err(neither(address)),
-        Err(Refused::Failed(failure)) => Err(failure),
-    }
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

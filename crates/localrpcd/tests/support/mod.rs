@@ -1,5 +1,6 @@
-//! Helpers of the lifecycle and activation tests: localrpcd started the way a service manager
-//! does (fd 3.., `LISTEN_PID` = the daemon's own pid) or behind `systemd-socket-activate`, the
+//! Helpers of the tests that run the real `localrpcd` binary: localrpcd started the way a
+//! service manager does (fd 3.., `LISTEN_PID` = the daemon's own pid), behind
+//! `systemd-socket-activate` or on a socket of its own in a temp dir ([`Daemon`]), the
 //! Echo calls as raw bytes, a raw blocking client that classifies how a call ended, and what
 //! /proc says about the daemon. The generic pieces (launcher, notify receiver, raw socket and
 //! process helpers) come from `localrpc_testkit` and are re-exported here.
@@ -8,11 +9,13 @@
 
 #![allow(dead_code, unused_imports)]
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use localrpc_testkit::activation::{ListenPid, listening_socket};
@@ -132,6 +135,97 @@ pub fn launch(
 /// Runs `systemd-socket-activate [sa_args] -- localrpcd [args]` with stderr captured.
 pub fn socket_activate(sa_args: &[&str], args: &[&str]) -> ChildGuard {
     localrpc_testkit::activation::socket_activate(sa_args, &localrpcd(), args)
+}
+
+/// A temp dir of mode 0755, so that other uids can reach a socket created in it with
+/// `--socket-mode 0666`.
+pub fn reachable_temp_dir() -> tempfile::TempDir {
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the temp dir");
+    dir
+}
+
+/// A `localrpcd` process listening on `<dir>/d.sock` (`--listen unix:<dir>/d.sock
+/// --log-format text [args]`, with `LOCALRPC_LOG=info` and `NO_COLOR=1`), its stderr logged to
+/// `<dir>/log`. `NOTIFY_SOCKET` is removed from its environment, or set to a notify receiver's
+/// address when one is given. Dropping it kills the daemon and removes the directory.
+pub struct Daemon {
+    pub child: ChildGuard,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `localrpcd [args]` in a new [`reachable_temp_dir`].
+    pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_in(reachable_temp_dir(), args, None)
+    }
+
+    /// Starts `localrpcd [args]` in `dir`, with `NOTIFY_SOCKET` set to `notify`'s address if
+    /// given. Returns once the socket accepts connections and the daemon is still running.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        notify: Option<&NotifyReceiver>,
+    ) -> Daemon {
+        let socket = dir.path().join("d.sock");
+        let log = dir.path().join("log");
+        let mut command = Command::new(localrpcd());
+        command
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .args(["--log-format", "text"])
+            .args(args)
+            .env("LOCALRPC_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the log file"));
+        if let Some(notify) = notify {
+            command.env("NOTIFY_SOCKET", &notify.address);
+        }
+        let child = ChildGuard(command.spawn().expect("start localrpcd"));
+        let mut daemon = Daemon {
+            child,
+            socket,
+            log,
+            _dir: dir,
+        };
+        assert!(
+            wait_for_socket(&daemon.socket, TIMEOUT),
+            "localrpcd did not start listening; log:\n{}",
+            daemon.log_text()
+        );
+        daemon.assert_alive();
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// `unix:<socket>`.
+    pub fn address(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asserts that the daemon has not exited.
+    pub fn assert_alive(&mut self) {
+        let status = self.child.0.try_wait().expect("query the daemon's status");
+        assert!(
+            status.is_none(),
+            "localrpcd exited ({status:?}); log:\n{}",
+            self.log_text()
+        );
+    }
 }
 
 /// Waits (bounded) until a path exists.
