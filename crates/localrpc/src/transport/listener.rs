@@ -100,6 +100,8 @@ impl Listener {
                     .map_err(|e| io_error(format!("unix:@{name}"))(e.into()))?;
                 let fd =
                     unix_socket_bound(&addr).map_err(io_error(format!("bind unix:@{name}")))?;
+                rustix::net::listen(&fd, LISTEN_BACKLOG)
+                    .map_err(|e| io_error(format!("listen on unix:@{name}"))(e.into()))?;
                 Ok(Listener {
                     kind: ListenerKind::Unix(unix_listener(fd)?),
                     created: None,
@@ -216,6 +218,7 @@ impl Listener {
     }
 }
 
+/// A Unix stream socket bound to `addr`, not yet listening.
 fn unix_socket_bound(addr: &SocketAddrUnix) -> io::Result<OwnedFd> {
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
@@ -224,7 +227,6 @@ fn unix_socket_bound(addr: &SocketAddrUnix) -> io::Result<OwnedFd> {
         None,
     )?;
     rustix::net::bind(&fd, addr)?;
-    rustix::net::listen(&fd, LISTEN_BACKLOG)?;
     Ok(fd)
 }
 
@@ -250,13 +252,16 @@ fn bind_unix_path(path: &Path, options: UnixBindOptions) -> Result<Listener, Bin
         rustix::process::umask(old);
         bound.map_err(io_error(format!("bind {shown}")))?
     };
-    let listener = unix_listener(fd)?;
+    // Mode and group are final before `listen`: nobody can connect while they are not.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.mode))
         .map_err(io_error(format!("chmod {:o} {shown}", options.mode)))?;
     if let Some(gid) = options.group {
         rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
             .map_err(|e| io_error(format!("chgrp {gid} {shown}"))(e.into()))?;
     }
+    rustix::net::listen(&fd, LISTEN_BACKLOG)
+        .map_err(|e| io_error(format!("listen on {shown}"))(e.into()))?;
+    let listener = unix_listener(fd)?;
     let meta = std::fs::symlink_metadata(path).map_err(io_error(format!("stat {shown}")))?;
     let created = CreatedSocket {
         path: path.to_owned(),
