@@ -101,30 +101,39 @@ impl Control {
         self.health.store(Health::Draining as u8, Ordering::Relaxed);
     }
 
-    /// The reload procedure: `RELOADING=1`, the application's hook, `READY=1`.
+    /// The reload procedure: `RELOADING=1`, the application's hook, `READY=1`. Not while the
+    /// daemon drains: it has said `STOPPING=1` then, and a `READY=1` after that would tell
+    /// the service manager it is serving again.
     pub(crate) fn reload(&self, why: &str) {
         let _one_at_a_time = self
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        tracing::info!("{why}, reloading");
-        let _ = self.health.compare_exchange(
+        let began = self.health.compare_exchange(
             Health::Ready as u8,
             Health::Reloading as u8,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+        if began.is_err() {
+            tracing::info!("{why}, but the daemon is stopping: not reloading");
+            return;
+        }
+        tracing::info!("{why}, reloading");
         self.notifier.reloading();
         if let Some(hook) = &self.on_reload {
             hook();
         }
-        self.notifier.ready("reloaded");
-        let _ = self.health.compare_exchange(
+        // A drain that began during the hook keeps its state and gets no READY=1.
+        let ended = self.health.compare_exchange(
             Health::Reloading as u8,
             Health::Ready as u8,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+        if ended.is_ok() {
+            self.notifier.ready("reloaded");
+        }
     }
 
     fn uptime_usec(&self) -> u64 {
@@ -496,7 +505,8 @@ mod tests {
         );
         assert_eq!(
             *seen.lock().unwrap_or_else(PoisonError::into_inner),
-            vec![Health::Reloading, Health::Draining]
+            vec![Health::Reloading],
+            "no reload runs while the daemon drains"
         );
     }
 }
