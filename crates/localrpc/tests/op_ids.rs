@@ -150,7 +150,7 @@ impl std::io::Write for Captured {
 }
 
 #[tokio::test]
-async fn each_call_that_ran_is_logged_once_at_debug_with_its_op_id_and_duration() {
+async fn each_call_is_logged_once_at_debug_with_its_op_id_and_duration() {
     const IDL: &str = "interface org.example.log\n\
                        method Ok() -> ()\n\
                        method Fail() -> ()\n\
@@ -198,11 +198,7 @@ async fn each_call_that_ran_is_logged_once_at_debug_with_its_op_id_and_duration(
         .lines()
         .filter(|l| l.contains("localrpc::call"))
         .collect();
-    assert_eq!(
-        lines.len(),
-        2,
-        "one line per call that reached its handler: {text}"
-    );
+    assert_eq!(lines.len(), 3, "one line per call: {text}");
     assert!(
         lines[0].contains("call completed")
             && lines[0].contains("method=org.example.log.Ok")
@@ -218,5 +214,15 @@ async fn each_call_that_ran_is_logged_once_at_debug_with_its_op_id_and_duration(
             && lines[1].contains("error=org.example.log.Broken"),
         "{}",
         lines[1]
+    );
+    // Refused before any handler ran, and logged all the same.
+    assert!(
+        lines[2].contains("call failed")
+            && lines[2].contains("method=org.example.log.Nope")
+            && lines[2].contains("op_id=op-")
+            && lines[2].contains("duration_us=")
+            && lines[2].contains("error=org.varlink.service.MethodNotFound"),
+        "{}",
+        lines[2]
     );
 }

@@ -775,9 +775,11 @@ pub struct Service {
     policy: Option<AccessPolicy>,
 }
 
-/// The log target of the line each call that reached its handler gets at debug level ("call
-/// completed" or "call failed", with the method, the op id, the time the handler took and
-/// the error's name): `LOCALRPC_LOG=info,localrpc::call=debug` turns on just these.
+/// The log target of the line every call gets at debug level ("call completed" or "call
+/// failed", with the method, the op id, the time from routing to its result and the error's
+/// name), also a call refused before its handler (unknown method, invalid parameters,
+/// permission denied); a message that breaks the protocol closes its connection instead.
+/// `LOCALRPC_LOG=info,localrpc::call=debug` turns on just these lines.
 pub const CALL_LOG: &str = "localrpc::call";
 
 /// The error a call gets when its handler outlives the per-call deadline.
@@ -966,18 +968,26 @@ impl Service {
     ) -> Result<MethodResult, ProtocolError> {
         // Names the call in every log line about it, and in the handler's context.
         let op_id = OpId::adopt_or_mint(call.op_id);
-        // Replies that come before the parameters are read must not hide a malformed
-        // message: the connection closes for it as for any other.
-        let refuse = |reply: ErrorReply| -> Result<MethodResult, ProtocolError> {
-            validate_json(call.parameters)?;
-            Ok(Err(reply))
-        };
+        // One debug line per call (target `localrpc::call`), refused or run: the clock is only
+        // read when that line is wanted.
+        let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
+            .then(std::time::Instant::now);
         let (interface, member) = call.split_method();
         let Some(entry) = self.interfaces.get(interface) else {
-            return refuse(ErrorReply::interface_not_found(interface));
+            return refuse_unread(
+                started,
+                &call,
+                op_id,
+                ErrorReply::interface_not_found(interface),
+            );
         };
         let Some(slot) = entry.methods.get(member) else {
-            return refuse(ErrorReply::method_not_found(&call.method));
+            return refuse_unread(
+                started,
+                &call,
+                op_id,
+                ErrorReply::method_not_found(&call.method),
+            );
         };
         let Member::Method(declaration) = &entry.idl.members[slot.member] else {
             unreachable!("method slots index method declarations");
@@ -986,15 +996,17 @@ impl Service {
             && !policy.allows(peer.credentials.as_ref())
         {
             tracing::info!(method = %call.method, %op_id, peer = ?peer.credentials, "permission denied");
-            return refuse(ErrorReply::permission_denied());
+            return refuse_unread(started, &call, op_id, ErrorReply::permission_denied());
         }
         if !fds.is_empty() && !slot.accepts_fds {
             tracing::warn!(method = %call.method, %op_id, peer = ?peer.credentials, count = fds.len(),
                 "closing file descriptors sent to a method that does not accept them");
-            return refuse(ErrorReply::new(
-                FDS_NOT_ACCEPTED,
-                json!({ "method": call.method }),
-            ));
+            return refuse_unread(
+                started,
+                &call,
+                op_id,
+                ErrorReply::new(FDS_NOT_ACCEPTED, json!({ "method": call.method })),
+            );
         }
         let parameters = Parameters {
             json: call.parameters,
@@ -1018,15 +1030,32 @@ impl Service {
                 });
             }
             tracing::debug!(method = %call.method, %op_id, %error, "invalid parameters");
-            return Ok(Err(ErrorReply::invalid_parameter(&error.path)));
+            return Ok(refused(
+                started,
+                &call,
+                op_id,
+                ErrorReply::invalid_parameter(&error.path),
+            ));
         }
         let Some(handler) = &slot.handler else {
-            return Ok(Err(ErrorReply::method_not_implemented(&call.method)));
+            return Ok(refused(
+                started,
+                &call,
+                op_id,
+                ErrorReply::method_not_implemented(&call.method),
+            ));
         };
         match slot.requires {
-            Requires::More if !call.flags.more => return Ok(Err(ErrorReply::expected_more())),
+            Requires::More if !call.flags.more => {
+                return Ok(refused(started, &call, op_id, ErrorReply::expected_more()));
+            }
             Requires::Upgrade if !call.flags.upgrade => {
-                return Ok(Err(ErrorReply::expected_upgrade()));
+                return Ok(refused(
+                    started,
+                    &call,
+                    op_id,
+                    ErrorReply::expected_upgrade(),
+                ));
             }
             _ => {}
         }
@@ -1043,10 +1072,6 @@ impl Service {
             more: context.flags.more,
             finished: &mut finished,
         };
-        // One debug line per call that ran (target `localrpc::call`): the clock is only read
-        // when that line is wanted.
-        let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
-            .then(std::time::Instant::now);
         let running = handler.call(Call {
             parameters,
             context: &context,
@@ -1066,22 +1091,54 @@ impl Service {
                 }
             },
         };
-        if let Some(started) = started {
-            // A u64, which JSON logs write as a number (a u128 becomes a string).
-            let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            match &result {
-                Ok(_) => tracing::debug!(target: CALL_LOG, method = %context.method,
-                    op_id = %context.op_id, duration_us, "call completed"),
-                Err(error) => tracing::debug!(target: CALL_LOG, method = %context.method,
-                    op_id = %context.op_id, duration_us, error = %error.name, "call failed"),
-            }
-        }
+        log_call(started, &context.method, context.op_id, &result);
         if finished && !matches!(result, Ok(Reply::Sent(_))) {
             tracing::error!(method = %context.method, op_id = %context.op_id,
                 "the handler sent its final reply with Call::reply, then returned another result; it is dropped");
             return Ok(Ok(Reply::Sent(SentReply(()))));
         }
         Ok(result)
+    }
+}
+
+/// The result of a call refused before its handler, logged as every call is ([`log_call`]).
+/// (Functions rather than closures in `route`: a closure still in scope at the handler's
+/// `await` would be kept in every call's future.)
+fn refused(
+    started: Option<std::time::Instant>,
+    call: &CallMessage<'_>,
+    op_id: OpId,
+    reply: ErrorReply,
+) -> MethodResult {
+    let result = Err(reply);
+    log_call(started, &call.method, op_id, &result);
+    result
+}
+
+/// [`refused`] for a call whose parameters were not read yet: a reply must not hide a
+/// malformed message, for which the connection closes as for any other.
+fn refuse_unread(
+    started: Option<std::time::Instant>,
+    call: &CallMessage<'_>,
+    op_id: OpId,
+    reply: ErrorReply,
+) -> Result<MethodResult, ProtocolError> {
+    validate_json(call.parameters)?;
+    Ok(refused(started, call, op_id, reply))
+}
+
+/// The call's debug line (target [`CALL_LOG`]), if `started` says it is wanted.
+fn log_call(started: Option<std::time::Instant>, method: &str, op_id: OpId, result: &MethodResult) {
+    let Some(started) = started else {
+        return;
+    };
+    // A u64, which JSON logs write as a number (a u128 becomes a string).
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match result {
+        Ok(_) => tracing::debug!(target: CALL_LOG, method = %method, %op_id, duration_us,
+            "call completed"),
+        Err(error) => tracing::debug!(target: CALL_LOG, method = %method, %op_id, duration_us,
+            error = %error.name, "call failed"),
     }
 }
 
