@@ -227,20 +227,17 @@ fn localrpc_control(control: &Arc<Control>) -> Result<InterfaceBuilder, BuildErr
     Ok(InterfaceBuilder::new(CONTROL_IDL)?
         .method_policy("SetLogFilter", AccessPolicy::root_and_self())
         .method("GetStats", move |_call| {
-            let result = stats.server().map(|server| {
-                let counters = server.stats();
-                let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-                json!({
-                    "connections_accepted": load(&counters.connections_accepted),
-                    "connections_open": server.active_connections(),
-                    "connections_refused": load(&counters.connections_refused),
-                    "calls": load(&counters.calls),
-                    "oversized_messages": load(&counters.oversized_messages),
-                    "protocol_errors": load(&counters.protocol_errors),
-                    "timeouts": load(&counters.timeouts),
-                    "sequential_sessions": load(&counters.sequential_sessions),
-                    "uptime_usec": stats.uptime_usec(),
-                })
+            let result = stats.server().and_then(|server| {
+                let mut counters = serde_json::to_value(&**server.stats())
+                    .map_err(|e| internal_error(&e.to_string()))?;
+                if let Some(fields) = counters.as_object_mut() {
+                    fields.insert(
+                        "connections_open".into(),
+                        server.active_connections().into(),
+                    );
+                    fields.insert("uptime_usec".into(), stats.uptime_usec().into());
+                }
+                Ok(counters)
             });
             Box::pin(async move { Reply::with(result?) })
         })
@@ -475,6 +472,39 @@ mod tests {
             let reason = reply["parameters"]["reason"].as_str().unwrap_or_default();
             assert!(reason.contains("logging::init"), "{reason}");
         }
+    }
+
+    #[test]
+    fn get_stats_declares_every_server_counter() {
+        let idl = localrpc_idl::parse(CONTROL_IDL).expect("the IDL parses");
+        let declared: Vec<&str> = idl
+            .members
+            .iter()
+            .find_map(|member| match member {
+                localrpc_idl::Member::Method(method) if method.name == "GetStats" => Some(
+                    method
+                        .output
+                        .iter()
+                        .map(|field| field.name.as_str())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .expect("GetStats is declared");
+        let counters = serde_json::to_value(crate::server::ServerStats::default())
+            .expect("the counters serialize");
+        // The reply's order is the IDL's: the counters, then the two added by the handler.
+        let served: Vec<&str> = counters
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .chain(["connections_open", "uptime_usec"])
+            .collect();
+        assert_eq!(
+            served, declared,
+            "a counter added to ServerStats needs a line in the IDL, in the same place"
+        );
     }
 
     #[test]

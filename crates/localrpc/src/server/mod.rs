@@ -99,8 +99,9 @@ fn connection_cap_from_rlimit() -> usize {
     })
 }
 
-/// Counters a server keeps, readable while it runs.
-#[derive(Debug, Default)]
+/// Counters a server keeps, readable while it runs (serialized as one JSON object of numbers,
+/// as `io.localrpc.Control.GetStats` answers with them).
+#[derive(Debug, Default, serde::Serialize)]
 pub struct ServerStats {
     /// Connections accepted since start.
     pub connections_accepted: AtomicU64,
