@@ -243,9 +243,7 @@ fn localrpc_control(control: &Arc<Control>) -> Result<InterfaceBuilder, BuildErr
         })
         .method("GetHealth", move |_call| {
             let open = health
-                .server
-                .get()
-                .and_then(Weak::upgrade)
+                .server()
                 .map_or(0, |server| server.active_connections());
             let reply = json!({
                 "state": health.health(),
@@ -299,15 +297,23 @@ mod tests {
     }
 
     fn service() -> Service {
+        service_from(Service::builder().product("testd"))
+    }
+
+    /// The service `builder` builds, with both control interfaces added.
+    fn service_from(builder: crate::service::ServiceBuilder) -> Service {
         let control = Control::new("testd", Notifier::default(), None);
-        let mut service = Service::builder()
-            .product("testd")
-            .build()
-            .expect("an empty service builds");
+        let mut service = builder.build().expect("an empty service builds");
         service
             .add_interfaces(interfaces(&control).expect("the control IDLs parse"))
             .expect("add the interfaces");
         service
+    }
+
+    /// A uid that is neither root nor this process's.
+    fn stranger() -> u32 {
+        let own = rustix::process::geteuid().as_raw();
+        if own == 65534 { 65533 } else { 65534 }
     }
 
     async fn call(service: &Service, uid: u32, message: Value) -> Value {
@@ -360,7 +366,7 @@ mod tests {
     async fn mutating_methods_are_for_root_and_the_daemons_uid_only() {
         let service = service();
         let own = rustix::process::geteuid().as_raw();
-        let stranger = if own == 65534 { 65533 } else { 65534 };
+        let stranger = stranger();
         for method in [
             "io.systemd.service.SetLogLevel",
             "io.systemd.service.Reload",
@@ -396,16 +402,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_wide_policy_also_guards_the_read_only_methods() {
-        let control = Control::new("testd", Notifier::default(), None);
-        let mut service = Service::builder()
-            .policy(AccessPolicy::root_and_self())
-            .build()
-            .expect("an empty service builds");
-        service
-            .add_interfaces(interfaces(&control).expect("the control IDLs parse"))
-            .expect("add the interfaces");
+        let service = service_from(Service::builder().policy(AccessPolicy::root_and_self()));
         let own = rustix::process::geteuid().as_raw();
-        let stranger = if own == 65534 { 65533 } else { 65534 };
+        let stranger = stranger();
         let denied = call(
             &service,
             stranger,
