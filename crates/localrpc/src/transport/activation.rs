@@ -203,7 +203,10 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
         // environment concurrently.
         unsafe { std::env::remove_var(name) };
     }
-    let Some(env) = vars.interpret(std::process::id(), own_pidfd_id())? else {
+    // The pidfd is only needed to compare with LISTEN_PIDFDID: three system calls saved at
+    // each start when the manager does not set it.
+    let own_pidfd_id = vars.pidfd_id.as_ref().and_then(|_| own_pidfd_id());
+    let Some(env) = vars.interpret(std::process::id(), own_pidfd_id)? else {
         return Ok(Vec::new());
     };
     let mut taken = Vec::with_capacity(env.names.len());
@@ -226,13 +229,29 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
     Ok(taken)
 }
 
-/// The number of threads of this process, from /proc.
+/// The number of threads of this process: field 20 of `/proc/self/stat`, read with one
+/// `read` (the file is one short line; `/proc/self/status`, read to its end, took eight).
 fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
+    use std::io::Read;
+    // 52 numeric fields of at most 20 digits and a 16-byte name fit.
+    let mut buf = [0u8; 2048];
+    let len = std::fs::File::open("/proc/self/stat")
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
+    stat_thread_count(&buf[..len])
+}
+
+/// `num_threads` from a `/proc/PID/stat` line. The name in parentheses (field 2) may hold
+/// spaces and parentheses itself, so the fields are counted from its last `)`.
+fn stat_thread_count(stat: &[u8]) -> Option<usize> {
+    let after_name = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    // Fields 3 (state) to 20 (num_threads) follow the name.
+    let field = after_name
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(17)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
 }
 
 /// The inode number of a pidfd for this process (what `LISTEN_PIDFDID` carries), where the
@@ -254,6 +273,30 @@ mod tests {
             fds: fds.map(Into::into),
             names: names.map(Into::into),
         }
+    }
+
+    #[test]
+    fn the_thread_count_is_field_20_of_stat() {
+        let line = b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 77 \
+                     8192000 600 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        assert_eq!(stat_thread_count(line), Some(3));
+        assert_eq!(stat_thread_count(b"4242 (x) S 1"), None);
+        assert_eq!(stat_thread_count(b"garbage"), None);
+    }
+
+    #[test]
+    fn this_process_counts_its_threads() {
+        // Other tests' threads may come and go; this one's own two are there for sure.
+        let (started, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                started.wait();
+                release.wait();
+            });
+            started.wait();
+            assert!(thread_count().is_some_and(|n| n >= 2));
+            release.wait();
+        });
     }
 
     #[test]
