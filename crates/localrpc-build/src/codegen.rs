@@ -611,8 +611,8 @@ fn server_handler(m: &MethodModel) -> TokenStream {
         pub(super) fn #name<'a, S: super::Service>(
             service: &'a S,
             #call: ::localrpc::service::Call<'a>,
-        ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-            ::std::boxed::Box::pin(async move {
+        ) -> ::localrpc::service::HandlerFuture<'a> {
+            ::localrpc::service::HandlerFuture::new(async move {
                 #decode
                 match service.#name(call.context, input #replies).await {
                     #reply
@@ -817,12 +817,12 @@ fn support_tokens(model: &InterfaceModel, parts: Parts) -> TokenStream {
             pub(super) struct Dispatch<S> {
                 pub(super) service: ::std::sync::Arc<S>,
                 pub(super) handle: for<'a> fn(&'a S, ::localrpc::service::Call<'a>)
-                    -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult>,
+                    -> ::localrpc::service::HandlerFuture<'a>,
             }
 
             impl<S: super::Service> ::localrpc::service::MethodHandler for Dispatch<S> {
                 fn call<'a>(&'a self, call: ::localrpc::service::Call<'a>)
-                    -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
+                    -> ::localrpc::service::HandlerFuture<'a> {
                     (self.handle)(&self.service, call)
                 }
             }

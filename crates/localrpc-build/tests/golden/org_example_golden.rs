@@ -984,13 +984,13 @@ mod __localrpc {
         pub(super) handle: for<'a> fn(
             &'a S,
             ::localrpc::service::Call<'a>,
-        ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult>,
+        ) -> ::localrpc::service::HandlerFuture<'a>,
     }
     impl<S: super::Service> ::localrpc::service::MethodHandler for Dispatch<S> {
         fn call<'a>(
             &'a self,
             call: ::localrpc::service::Call<'a>,
-        ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
+        ) -> ::localrpc::service::HandlerFuture<'a> {
             (self.handle)(&self.service, call)
         }
     }
@@ -1010,8 +1010,8 @@ mod __localrpc {
     pub(super) fn get<'a, S: super::Service>(
         service: &'a S,
         mut call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input: super::GetInput = call.decode()?;
             match service.get(call.context, input).await {
                 ::std::result::Result::Ok(output) => call.reply(&output),
@@ -1024,8 +1024,8 @@ mod __localrpc {
     pub(super) fn list<'a, S: super::Service>(
         service: &'a S,
         mut call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input: super::ListInput = call.decode()?;
             match service
                 .list(call.context, input, super::ReplySink::new(call.replies))
@@ -1043,8 +1043,8 @@ mod __localrpc {
     pub(super) fn watch<'a, S: super::Service>(
         service: &'a S,
         call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input = super::WatchInput {};
             match service
                 .watch(call.context, input, super::ReplySink::new(call.replies))
@@ -1062,8 +1062,8 @@ mod __localrpc {
     pub(super) fn ping<'a, S: super::Service>(
         service: &'a S,
         mut call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input = super::PingInput {};
             match service.ping(call.context, input).await {
                 ::std::result::Result::Ok(output) => call.reply(&output),
@@ -1076,8 +1076,8 @@ mod __localrpc {
     pub(super) fn attach<'a, S: super::Service>(
         service: &'a S,
         mut call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input: super::AttachInput = call.decode()?;
             match service.attach(call.context, input).await {
                 ::std::result::Result::Ok((output, handler)) => {
@@ -1092,8 +1092,8 @@ mod __localrpc {
     pub(super) fn tunnel<'a, S: super::Service>(
         service: &'a S,
         mut call: ::localrpc::service::Call<'a>,
-    ) -> ::localrpc::service::BoxFuture<'a, ::localrpc::service::MethodResult> {
-        ::std::boxed::Box::pin(async move {
+    ) -> ::localrpc::service::HandlerFuture<'a> {
+        ::localrpc::service::HandlerFuture::new(async move {
             let input: super::TunnelInput = call.decode()?;
             match service.tunnel(call.context, input).await {
                 ::std::result::Result::Ok((output, handler)) => {

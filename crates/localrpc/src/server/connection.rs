@@ -417,15 +417,13 @@ async fn dispatch_buffered(
         ServerStats::bump(&env.stats.calls);
         // The message is handled where it was read, then dropped from the buffer.
         let message = &framer.buffered()[..len];
-        let dispatched = match fds.as_mut() {
-            None => env.service.handle_peer(message, env.peer, output).await,
-            Some(fds) => {
-                let fds = fds.take(start);
-                env.service
-                    .handle_peer_with_fds(message, env.peer, fds, output)
-                    .await
-            }
-        };
+        // One `await` for calls with and without descriptors: two made the connection's
+        // future 48 bytes larger.
+        let fds = fds.as_mut().map_or_else(Vec::new, |fds| fds.take(start));
+        let dispatched = env
+            .service
+            .handle_peer_with_fds(message, env.peer, fds, output)
+            .await;
         framer.consume_message(len);
         if len > READ_RESERVE || output.pending.len() > KEEP_OUTPUT_CAPACITY {
             *small_calls = 0;

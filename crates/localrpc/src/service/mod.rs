@@ -15,6 +15,7 @@ pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
 pub use registry::{
     BoxFuture, BuildError, CALL_LOG, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED,
-    FDS_NOT_SUPPORTED, InterfaceBuilder, MethodHandler, MethodResult, Output, RawStream, Replies,
-    Reply, ReplyError, Requires, SentReply, Service, ServiceBuilder, UpgradeHandler,
+    FDS_NOT_SUPPORTED, HandlerFuture, InterfaceBuilder, MethodHandler, MethodResult, Output,
+    RawStream, Replies, Reply, ReplyError, Requires, SentReply, Service, ServiceBuilder,
+    UpgradeHandler,
 };

@@ -20,11 +20,54 @@ use super::error::{ErrorReply, ORG_VARLINK_SERVICE};
 use super::policy::AccessPolicy;
 use crate::wire::{CallMessage, ProtocolError, encode_reply, validate_json};
 
-/// A boxed, sendable future (handlers are stored as trait objects).
+/// A boxed, sendable future (what closure handlers return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a handler returns: its final reply or an error reply.
 pub type MethodResult = Result<Reply, ErrorReply>;
+
+/// Room for a handler's future inside a [`HandlerFuture`], in bytes. The future of a
+/// generated handler holds its [`Call`] and the service method's future: 160 bytes for
+/// `io.localrpc.Echo.Echo`. Every connection's future keeps one such slot, idle or not, so
+/// this is not larger than ordinary methods need.
+const HANDLER_FUTURE_INLINE: usize = 192;
+
+pin_project_lite::pin_project! {
+    /// A running handler ([`MethodHandler::call`]). Its future is kept inline when it fits in
+    /// 192 bytes (a generated handler's usually does, and a [`BoxFuture`] always does), so a
+    /// call costs no allocation for it; a larger one is boxed.
+    pub struct HandlerFuture<'a> {
+        #[pin]
+        inner: stackfuture::StackFuture<'a, MethodResult, HANDLER_FUTURE_INLINE>,
+    }
+}
+
+impl<'a> HandlerFuture<'a> {
+    /// Wraps a handler's future: inline if it fits, boxed if not (the size of an `async`
+    /// block's future is known at compile time, so the check costs nothing at run time).
+    pub fn new(future: impl Future<Output = MethodResult> + Send + 'a) -> Self {
+        HandlerFuture {
+            inner: stackfuture::StackFuture::from_or_box(future),
+        }
+    }
+}
+
+impl<'a> From<BoxFuture<'a, MethodResult>> for HandlerFuture<'a> {
+    fn from(future: BoxFuture<'a, MethodResult>) -> Self {
+        HandlerFuture::new(future)
+    }
+}
+
+impl Future for HandlerFuture<'_> {
+    type Output = MethodResult;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<MethodResult> {
+        self.project().inner.poll(cx)
+    }
+}
 
 /// A raw byte stream left after an `upgrade` (socket plus any bytes already buffered).
 pub trait RawStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -303,7 +346,9 @@ pub struct Call<'a> {
 /// for one (typed handlers decode the text directly with [`Call::decode`]).
 struct Parameters<'a> {
     json: &'a str,
-    map: OnceLock<Map<String, Value>>,
+    /// Boxed: only handlers that ask for a map pay for the box, while the map inline would
+    /// make every handler's future 64 bytes larger (see [`HandlerFuture`]).
+    map: OnceLock<Box<Map<String, Value>>>,
 }
 
 impl<'a> Call<'a> {
@@ -312,7 +357,7 @@ impl<'a> Call<'a> {
     /// when `T` does not match the IDL; the caller then gets `InvalidParameter`.
     pub fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ErrorReply> {
         let decoded = match self.parameters.map.take() {
-            Some(map) => serde_json::from_value(Value::Object(map)),
+            Some(map) => serde_json::from_value(Value::Object(*map)),
             None => serde_json::from_str(self.parameters.json),
         };
         decoded.map_err(|e| {
@@ -352,9 +397,9 @@ impl<'a> Call<'a> {
     /// The parameters as a map (parsed on first use).
     pub fn parameters(&self) -> &Map<String, Value> {
         // The text was parsed and checked already, so it is a valid object.
-        self.parameters
-            .map
-            .get_or_init(|| serde_json::from_str(self.parameters.json).unwrap_or_default())
+        self.parameters.map.get_or_init(|| {
+            Box::new(serde_json::from_str(self.parameters.json).unwrap_or_default())
+        })
     }
 
     /// A parameter deserialized into `T`, or `InvalidParameter` naming it.
@@ -389,18 +434,19 @@ fn field_named_in(message: &str) -> Option<&str> {
 /// A method implementation.
 ///
 /// Implemented for closures `|call: Call<'_>| Box::pin(async move { ... })`; generated code
-/// implements it directly.
+/// implements it directly and returns `HandlerFuture::new(async move { ... })`, which needs
+/// no allocation per call.
 pub trait MethodHandler: Send + Sync + 'static {
     /// Serves one call.
-    fn call<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, MethodResult>;
+    fn call<'a>(&'a self, call: Call<'a>) -> HandlerFuture<'a>;
 }
 
 impl<F> MethodHandler for F
 where
     F: for<'a> Fn(Call<'a>) -> BoxFuture<'a, MethodResult> + Send + Sync + 'static,
 {
-    fn call<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, MethodResult> {
-        self(call)
+    fn call<'a>(&'a self, call: Call<'a>) -> HandlerFuture<'a> {
+        HandlerFuture::from(self(call))
     }
 }
 
@@ -1018,7 +1064,7 @@ impl Service {
             let mut map = parameters_map(call.parameters)?;
             localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut map);
             let checked = localrpc_idl::check_parameters(&entry.idl, &declaration.input, &map);
-            let _ = parameters.map.set(map);
+            let _ = parameters.map.set(Box::new(map));
             checked
         } else {
             localrpc_idl::check_parameters_str(&entry.idl, &declaration.input, call.parameters)
@@ -1080,7 +1126,9 @@ impl Service {
         });
         let result = match self.call_timeout {
             None => running.await,
-            Some(limit) => match tokio::time::timeout(limit, running).await {
+            // Boxed: a timer inline would make every connection's future 128 bytes larger,
+            // with or without a time limit.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, running)).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(method = %context.method, op_id = %context.op_id, ?limit, "call timed out");
