@@ -129,6 +129,16 @@ pub fn check_parameters_str(
     stream::check_parameters_str(iface, fields, json)
 }
 
+/// The fast half of [`check_parameters_str`] for parameters followed by other text (a call
+/// message's own keys, say): if `json` starts with an object (no whitespace before it) that is
+/// surely valid parameters for `fields`, the length of that object's text, so that
+/// `check_parameters_str(iface, fields, &json[..len])` is `Ok`. Nothing after the object is
+/// read. `None` says nothing about validity: ask [`check_parameters_str`] on the object's text.
+#[inline] // one call of the scanner, inlined into the caller
+pub fn accepts_parameters_prefix(iface: &Interface, fields: &[Field], json: &str) -> Option<usize> {
+    fast::parameters_end(iface, fields, json)
+}
+
 /// The JSON kind of a value: `int` is a number that serde_json parsed as an `i64` or `u64`,
 /// `float` any other number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

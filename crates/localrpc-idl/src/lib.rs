@@ -21,7 +21,10 @@ mod parse;
 mod zero;
 
 pub use ast::{EnumVariant, ErrorDef, Field, Interface, Member, Method, Type, TypeDef};
-pub use check::{CheckError, check_parameters, check_parameters_str, check_value, check_value_str};
+pub use check::{
+    CheckError, accepts_parameters_prefix, check_parameters, check_parameters_str, check_value,
+    check_value_str,
+};
 pub use format::{MAX_WIDTH, format};
 pub use lint::systemd_lint;
 pub use parse::{MAX_DEPTH, ParseError, parse};

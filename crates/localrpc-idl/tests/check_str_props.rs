@@ -21,7 +21,8 @@ use std::fmt::Write as _;
 use localrpc_idl::__check_str::{accepts_parameters, accepts_value};
 use localrpc_idl::{
     __check_str, CheckError, EnumVariant, Field, Interface, Member, Method, Type, TypeDef,
-    check_parameters, check_parameters_str, check_value, check_value_str,
+    accepts_parameters_prefix, check_parameters, check_parameters_str, check_value,
+    check_value_str,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -886,6 +887,35 @@ impl Coverage {
     }
 }
 
+/// `accepts_parameters_prefix` on `text` (without the whitespace around it) followed by what
+/// may follow parameters in a call: it takes the object exactly when `accepts_parameters` takes
+/// `text`, and whatever length it gives is text the whole check accepts.
+fn check_prefix(
+    iface: &Interface,
+    input: &[Field],
+    text: &str,
+    fast: bool,
+) -> Result<(), TestCaseError> {
+    let object = text.trim_matches([' ', '\t', '\n', '\r']);
+    for suffix in ["", "}", ",\"more\":true}", " }", "x", "\"}", "]}"] {
+        let joined = format!("{object}{suffix}");
+        let prefix = accepts_parameters_prefix(iface, input, &joined);
+        if fast && object.starts_with('{') {
+            prop_assert_eq!(prefix, Some(object.len()), "{:?}", joined);
+        }
+        if let Some(len) = prefix {
+            let taken = &joined[..len];
+            prop_assert!(accepts_parameters(iface, input, taken), "{:?}", joined);
+            prop_assert!(
+                check_parameters_str(iface, input, taken).is_ok(),
+                "{:?}",
+                joined
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Three parameter texts and two value texts from `seed`, each checked by both checkers on
 /// text and the fast scanner against the reference.
 fn check_case(iface: &Interface, seed: u64, style: Style) -> Result<Coverage, TestCaseError> {
@@ -912,6 +942,7 @@ fn check_case(iface: &Interface, seed: u64, style: Style) -> Result<Coverage, Te
         let expected = reference_parameters(iface, &input, &text);
         let fast = accepts_parameters(iface, &input, &text);
         coverage.add(&text, &expected, fast);
+        check_prefix(iface, &input, &text, fast)?;
         assert_all(
             &text,
             "check_parameters_str",

@@ -313,6 +313,71 @@ async fn protocol_violations_close_the_connection() {
     );
 }
 
+/// The parameters are checked against the IDL while the envelope is read (which then skips
+/// them): what comes after them is still read as strictly as before.
+#[tokio::test]
+async fn the_envelope_stays_strict_around_parameters_checked_in_passing() {
+    let s = service();
+    let add = r#""method":"org.example.test.Add","parameters":{"a":1,"b":2}"#;
+    for bad in [
+        format!("{{{add},\"method\":\"org.example.test.Add\"}}"),
+        format!("{{{add},\"parameters\":{{}}}}"),
+        format!("{{{add},\"more\":true,\"oneway\":true}}"),
+        format!("{{{add},\"unknown\":1}}"),
+        format!("{{{add},\"more\":1}}"),
+        format!("{{{add}}} x"),
+        format!("{{{add}}}}}"),
+        format!("{{{add},}}"),
+        format!("{{{add}"),
+        format!("{{{add},\"org.example.x\":[}}"),
+    ] {
+        assert!(exchange(&s, &bad).await.starts_with("CLOSE: "), "{bad}");
+    }
+    for good in [
+        format!("{{{add}}}"),
+        format!(" {{ {add} }}\n"),
+        r#"{ "method" : "org.example.test.Add" , "parameters" : { "a" : 1 , "b" : 2 } }"#
+            .to_owned(),
+        r#"{"parameters":{"a":1,"b":2},"method":"org.example.test.Add"}"#.to_owned(),
+        format!("{{{add},\"more\":false}}"),
+        format!("{{{add},\"io.localrpc\":{{\"op_id\":\"op-00000000abcd\"}}}}"),
+        format!("{{{add},\"org.example.trace\":{{\"id\":1}}}}"),
+    ] {
+        assert_eq!(
+            exchange(&s, &good).await,
+            r#"{"parameters":{"sum":3}}|"#,
+            "{good}"
+        );
+    }
+    // A flag after the parameters counts.
+    assert_eq!(
+        exchange(&s, &format!("{{{add},\"oneway\":true}}")).await,
+        ""
+    );
+    // Nested parameters, checked in passing or not.
+    let moved = r#"{"parameters":{"p":{"x":1,"y":2}}}|"#;
+    for good in [
+        r#"{"method":"org.example.test.Move","parameters":{"p":{"x":1,"y":2},"tags":["a"],"labels":{"k":"v"}}}"#,
+        r#"{"method":"org.example.test.Move","parameters":{"p":{"x":1,"y":2},"by":null,"tags":[],"labels":{}},"more":false}"#,
+    ] {
+        assert_eq!(exchange(&s, good).await, moved, "{good}");
+    }
+    // Too deep for the envelope: closed, as before; deep, but not too deep: a wrong type.
+    let deep = |depth: usize| {
+        format!(
+            r#"{{"method":"org.example.test.Move","parameters":{{"tags":{}1{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    assert!(exchange(&s, &deep(200)).await.starts_with("CLOSE: "));
+    let reply = exchange(&s, &deep(110)).await;
+    assert!(
+        reply.contains("org.varlink.service.InvalidParameter"),
+        "{reply}"
+    );
+}
+
 #[test]
 fn registering_an_undeclared_method_is_an_error() {
     let iface = InterfaceBuilder::new(IDL)

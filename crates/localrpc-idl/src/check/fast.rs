@@ -61,6 +61,16 @@ pub fn accepts_parameters(iface: &Interface, fields: &[Field], json: &str) -> bo
     end.is_some_and(|at| scan.at_end(at))
 }
 
+/// Where the object `json` starts with ends, if it is surely valid parameters for `fields`;
+/// whatever follows it is not looked at. (The scanner never reads past the end of a value it
+/// accepts, so this accepts exactly the objects `accepts_parameters` accepts.)
+#[inline] // into `accepts_parameters_prefix`, itself inlined into its caller
+pub fn parameters_end(iface: &Interface, fields: &[Field], json: &str) -> Option<usize> {
+    let scan = Scanner::new(iface, json);
+    // Fields are at depth 1 of the tree checker, as in `check_parameters`.
+    scan.fields(fields, 1, 0, 0)
+}
+
 /// Whether `json` is surely a valid value of type `ty`.
 pub fn accepts_value(iface: &Interface, ty: &Type, json: &str) -> bool {
     let scan = Scanner::new(iface, json);

@@ -476,6 +476,27 @@ struct MethodSlot {
     accepts_fds: bool,
 }
 
+/// A method found in the registry.
+#[derive(Clone, Copy)]
+struct Target<'s> {
+    entry: &'s InterfaceEntry,
+    slot: &'s MethodSlot,
+    /// The method's input parameters.
+    input: &'s [localrpc_idl::Field],
+}
+
+impl Target<'_> {
+    /// The length of the parameters object `text` starts with, if the fast check surely
+    /// accepts it ([`localrpc_idl::accepts_parameters_prefix`]); never for an interface that
+    /// fills in zero values first.
+    fn accepts_prefix(&self, text: &str) -> Option<usize> {
+        if self.entry.zero_values {
+            return None;
+        }
+        localrpc_idl::accepts_parameters_prefix(&self.entry.idl, self.input, text)
+    }
+}
+
 struct InterfaceEntry {
     text: String,
     idl: Interface,
@@ -484,6 +505,21 @@ struct InterfaceEntry {
     zero_values: bool,
     /// Who may call this interface's methods (unless a method has its own policy).
     policy: Option<AccessPolicy>,
+}
+
+impl InterfaceEntry {
+    /// The slot of method `member`, if it exists.
+    fn target(&self, member: &str) -> Option<Target<'_>> {
+        let slot = self.methods.get(member)?;
+        let Member::Method(declaration) = &self.idl.members[slot.member] else {
+            unreachable!("method slots index method declarations");
+        };
+        Some(Target {
+            entry: self,
+            slot,
+            input: &declaration.input,
+        })
+    }
 }
 
 /// A mistake in how a service was put together.
@@ -953,9 +989,19 @@ impl Service {
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
-        let call = CallMessage::parse_envelope(message)?;
+        // The method is looked up and its parameters checked while the envelope is read, so
+        // that they are read once (the envelope skips them when the check accepts them).
+        let mut found = None;
+        let (call, checked) =
+            CallMessage::parse_envelope_checking(message, |interface, member, parameters| {
+                let target = self.target(interface, member)?;
+                found = Some(target);
+                target.accepts_prefix(parameters)
+            })?;
+        // Unless its check was used, the envelope may have been read another way.
+        let checked = if checked { found } else { None };
         let flags = call.flags;
-        let result = self.route(call, peer, fds, out).await?;
+        let result = self.route(call, checked, peer, fds, out).await?;
         if flags.oneway {
             if let Err(error) = &result {
                 tracing::debug!(%error, "oneway call failed; no reply is sent");
@@ -1003,11 +1049,18 @@ impl Service {
         Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
     }
 
-    /// Routes a parsed call to its handler. The outer error is a protocol violation (the
-    /// connection must close); the inner result is the call's reply.
+    /// The entry and slot of `interface.member`, if both exist.
+    fn target(&self, interface: &str, member: &str) -> Option<Target<'_>> {
+        self.interfaces.get(interface)?.target(member)
+    }
+
+    /// Routes a parsed call to its handler; `checked` is its method when the envelope's reader
+    /// already found it and accepted the parameters against its input. The outer error is a
+    /// protocol violation (the connection must close); the inner result is the call's reply.
     async fn route(
         &self,
         call: CallMessage<'_>,
+        checked: Option<Target<'_>>,
         peer: &Peer,
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
@@ -1018,25 +1071,29 @@ impl Service {
         // read when that line is wanted.
         let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
             .then(std::time::Instant::now);
-        let (interface, member) = call.split_method();
-        let Some(entry) = self.interfaces.get(interface) else {
-            return refuse_unread(
-                started,
-                &call,
-                op_id,
-                ErrorReply::interface_not_found(interface),
-            );
-        };
-        let Some(slot) = entry.methods.get(member) else {
-            return refuse_unread(
-                started,
-                &call,
-                op_id,
-                ErrorReply::method_not_found(&call.method),
-            );
-        };
-        let Member::Method(declaration) = &entry.idl.members[slot.member] else {
-            unreachable!("method slots index method declarations");
+        let parameters_checked = checked.is_some();
+        let Target { entry, slot, input } = match checked {
+            Some(target) => target,
+            None => {
+                let (interface, member) = call.split_method();
+                let Some(entry) = self.interfaces.get(interface) else {
+                    return refuse_unread(
+                        started,
+                        &call,
+                        op_id,
+                        ErrorReply::interface_not_found(interface),
+                    );
+                };
+                let Some(target) = entry.target(member) else {
+                    return refuse_unread(
+                        started,
+                        &call,
+                        op_id,
+                        ErrorReply::method_not_found(&call.method),
+                    );
+                };
+                target
+            }
         };
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
             && !policy.allows(peer.credentials.as_ref())
@@ -1058,16 +1115,18 @@ impl Service {
             json: call.parameters,
             map: OnceLock::new(),
         };
-        let checked = if entry.zero_values {
+        let checked = if parameters_checked {
+            Ok(())
+        } else if entry.zero_values {
             // The slow path, for parity with peers that leave parameters out: fill in a map
             // and check that; handlers then decode from the map.
             let mut map = parameters_map(call.parameters)?;
-            localrpc_idl::fill_zero_values(&entry.idl, &declaration.input, &mut map);
-            let checked = localrpc_idl::check_parameters(&entry.idl, &declaration.input, &map);
+            localrpc_idl::fill_zero_values(&entry.idl, input, &mut map);
+            let checked = localrpc_idl::check_parameters(&entry.idl, input, &map);
             let _ = parameters.map.set(Box::new(map));
             checked
         } else {
-            localrpc_idl::check_parameters_str(&entry.idl, &declaration.input, call.parameters)
+            localrpc_idl::check_parameters_str(&entry.idl, input, call.parameters)
         };
         if let Err(error) = checked {
             if error.path.is_empty() && error.reason.starts_with("invalid JSON") {

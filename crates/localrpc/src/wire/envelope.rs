@@ -109,9 +109,28 @@ impl<'a> CallMessage<'a> {
     /// nesting depth checked: the service reads them anyway, in the same pass that checks them
     /// against the IDL, and must call [`validate_json`] on every other path.
     pub(crate) fn parse_envelope(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
+        CallMessage::parse_envelope_checking(bytes, |_, _, _| None).map(|(call, _)| call)
+    }
+
+    /// [`CallMessage::parse_envelope`] that lets the caller check the parameters as they are
+    /// met, instead of only bracket-matching them here and reading them again later: when the
+    /// method comes before an object-valued `parameters` (as every peer writes calls), `check`
+    /// gets the method's interface and member, and the text from the parameters' `{` to the
+    /// end of the message, and may return the length of the object there *if it read it as
+    /// valid JSON* (an object serde_json parses as a `Map`, nested at most
+    /// [`MAX_JSON_DEPTH`]` - 1` levels). The envelope then goes on after it instead of
+    /// bracket-matching it. The call is the same as
+    /// `parse_envelope`'s either way (for valid JSON the bracket matching ends where the object
+    /// does), and `true` comes with it only when `check`'s length was used: then
+    /// `call.parameters` is exactly the text `check` accepted. With `false`, whatever `check`
+    /// found must be forgotten (the message may have been read by serde_json instead).
+    pub(crate) fn parse_envelope_checking(
+        bytes: &'a [u8],
+        check: impl FnOnce(&'a str, &'a str, &'a str) -> Option<usize>,
+    ) -> Result<(Self, bool), ProtocolError> {
         let text = message_text(bytes)?;
-        if let Some(call) = scan_canonical(text) {
-            return Ok(call);
+        if let Some(found) = scan_canonical(text, check) {
+            return Ok(found);
         }
         let mut de = serde_json::Deserializer::from_str(text);
         let call = de
@@ -124,13 +143,12 @@ impl<'a> CallMessage<'a> {
                 "parameters nested deeper than {MAX_JSON_DEPTH} levels"
             )));
         }
-        Ok(call)
+        Ok((call, false))
     }
 
     /// The interface and member parts of the method name.
     pub fn split_method(&self) -> (&str, &str) {
-        let (interface, dot_member) = self.method.split_at(self.member_start - 1);
-        (interface, &dot_member[1..])
+        split_at_member(&self.method, self.member_start)
     }
 
     /// The interface part of the method name.
@@ -148,6 +166,13 @@ impl<'a> CallMessage<'a> {
         // The text was parsed as a JSON object already, so this cannot fail.
         serde_json::from_str(self.parameters).unwrap_or_default()
     }
+}
+
+/// `iface.Method` as `iface` and `Method`, the member starting at `member_start` (from
+/// [`qualified_member_start`]).
+fn split_at_member(method: &str, member_start: usize) -> (&str, &str) {
+    let (interface, dot_member) = method.split_at(member_start - 1);
+    (interface, &dot_member[1..])
 }
 
 /// The message as text. Calls are nearly always ASCII, and checking that is several times
@@ -320,18 +345,27 @@ impl<'de> Visitor<'de> for IsRawValueToken {
 /// The fast path of envelope parsing, for calls as real peers write them: an object whose keys
 /// are `method`, `parameters` and the flags, each once, without escapes, with any JSON
 /// whitespace. The parameters object is only bracket-matched here (strings skipped with
-/// memchr); its syntax is checked by whoever reads it next. Anything else (vendor keys, escapes,
+/// memchr), or taken at the length `check` read it to; its syntax is checked by whoever reads
+/// it next, or was by `check`. Anything else (vendor keys, escapes,
 /// errors of any kind) returns `None` and goes through the serde_json parser, which decides.
 ///
 /// Hand-written because this runs for every call and serde_json's general machinery costs
 /// several times more on these few bytes (it validates and scans each key separately).
-fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
+///
+/// `check` is [`CallMessage::parse_envelope_checking`]'s; the flag returned says whether its
+/// length was used.
+fn scan_canonical<'a>(
+    text: &'a str,
+    check: impl FnOnce(&'a str, &'a str, &'a str) -> Option<usize>,
+) -> Option<(CallMessage<'a>, bool)> {
     let bytes = text.as_bytes();
     let mut at = skip_whitespace(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return None;
     }
-    let mut method: Option<&str> = None;
+    let mut method: Option<(&str, usize)> = None;
+    let mut check = Some(check);
+    let mut checked = false;
     let mut parameters: Option<&str> = None;
     let mut seen_parameters = false;
     let (mut oneway, mut more, mut upgrade) = (None, None, None);
@@ -348,7 +382,7 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
         at = match key {
             "method" if method.is_none() => {
                 let (name, after) = plain_string(text, at)?;
-                method = Some(name);
+                method = Some((name, qualified_member_start(name)?));
                 after
             }
             "parameters" if !seen_parameters => {
@@ -356,8 +390,25 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
                 if bytes[at..].starts_with(b"null") {
                     at + 4
                 } else {
-                    let end = skip_object(bytes, at, MAX_JSON_DEPTH - 1)?;
-                    parameters = Some(&text[at..end]);
+                    // The caller's check, where it can run: the method known, and an object
+                    // (then its length, and only then, stands in for the bracket matching).
+                    let checked_end = match (method, check.take()) {
+                        (Some((name, member_start)), Some(check))
+                            if bytes.get(at) == Some(&b'{') =>
+                        {
+                            let (interface, member) = split_at_member(name, member_start);
+                            check(interface, member, &text[at..]).map(|len| at + len)
+                        }
+                        _ => None,
+                    };
+                    let end = match checked_end {
+                        Some(end) => {
+                            checked = true;
+                            end
+                        }
+                        None => skip_object(bytes, at, MAX_JSON_DEPTH - 1)?,
+                    };
+                    parameters = Some(text.get(at..end)?);
                     end
                 }
             }
@@ -382,8 +433,7 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
     if skip_whitespace(bytes, at + 1) != bytes.len() {
         return None;
     }
-    let method = method?;
-    let member_start = qualified_member_start(method)?;
+    let (method, member_start) = method?;
     let flags = CallFlags {
         oneway: oneway.unwrap_or(false),
         more: more.unwrap_or(false),
@@ -392,13 +442,14 @@ fn scan_canonical(text: &str) -> Option<CallMessage<'_>> {
     if u8::from(flags.oneway) + u8::from(flags.more) + u8::from(flags.upgrade) > 1 {
         return None;
     }
-    Some(CallMessage {
+    let call = CallMessage {
         method: Cow::Borrowed(method),
         parameters: parameters.unwrap_or(EMPTY_PARAMETERS),
         flags,
         op_id,
         member_start,
-    })
+    };
+    Some((call, checked))
 }
 
 /// The index of the first byte at or after `at` that is not JSON whitespace.
@@ -1003,7 +1054,7 @@ mod fast_path_tests {
         /// `parse` (fast path + syntax check) agrees with the reference on every input.
         #[test]
         fn fast_path_agrees_with_serde_json(text in envelope()) {
-            if let Some(fast) = scan_canonical(&text) {
+            if let Some((fast, _)) = scan_canonical(&text, |_, _, _| None) {
                 let slow = reference(&text);
                 // The fast path leaves the parameters' syntax to later: compare only where
                 // they are valid JSON, and otherwise `parse` must still fail.
@@ -1018,6 +1069,106 @@ mod fast_path_tests {
             if let (Ok(a), Ok(b)) = (CallMessage::parse(text.as_bytes()), reference(&text)) {
                 prop_assert_eq!(a, b);
             }
+        }
+    }
+
+    /// A check as the service's keeps its promise: the length of an object serde_json reads
+    /// as a `Map`, nested within the limit; `None` for anything else.
+    fn honest_check(rest: &str) -> Option<usize> {
+        let mut objects =
+            serde_json::Deserializer::from_str(rest).into_iter::<Map<String, Value>>();
+        objects.next()?.ok()?;
+        let len = objects.byte_offset();
+        (!exceeds_depth(&rest.as_bytes()[..len], MAX_JSON_DEPTH - 1)).then_some(len)
+    }
+
+    /// `parse_envelope_checking` with [`honest_check`]: the call (or error) `parse_envelope`
+    /// gives, and with `true` only when the parameters are exactly the text the check took.
+    fn check_agrees(text: &str) -> Result<(), TestCaseError> {
+        let mut taken = None;
+        let mut asked = None;
+        let with = CallMessage::parse_envelope_checking(text.as_bytes(), |iface, member, rest| {
+            asked = Some(format!("{iface}.{member}"));
+            let len = honest_check(rest)?;
+            taken = Some(&rest[..len]);
+            Some(len)
+        });
+        let without = CallMessage::parse_envelope(text.as_bytes());
+        prop_assert_eq!(with.clone().map(|(call, _)| call), without, "{:?}", text);
+        if let Ok((call, checked)) = with {
+            if let Some(asked) = asked {
+                prop_assert_eq!(asked, &*call.method);
+            }
+            if checked {
+                prop_assert_eq!(Some(call.parameters), taken, "{:?}", text);
+                prop_assert!(validate_json(call.parameters).is_ok());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Parameters checked while the envelope is read (and not bracket-matched then) give
+        /// the same call or error as `parse_envelope`, wherever they are among the keys and
+        /// whatever follows them.
+        #[test]
+        fn checking_in_passing_changes_no_verdict(text in envelope()) {
+            check_agrees(&text)?;
+        }
+    }
+
+    #[test]
+    fn checking_in_passing_keeps_the_edge_cases() {
+        let nested = |depth: usize, tail: &str| {
+            format!(
+                "{{\"method\":\"a.b.C\",\"parameters\":{{\"v\":{}1{}}}{tail}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let mut texts = vec![
+            r#"{"method":"a.b.C","parameters":{"x":{"y":[1,{"z":"}"}]}}}"#.to_owned(),
+            r#" { "method" : "a.b.C" , "parameters" : { "x" : 1 } , "more" : true } "#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{},"org.example.v":{}}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{},"io.localrpc":{"op_id":"op-1"}}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{},"method":"a.b.C"}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{},"parameters":{}}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{}} {}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{}"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":"#.to_owned(),
+            r#"{"method":"a.b.C","parameters":{"x":1e400}}"#.to_owned(),
+            r#"{"method":"a.b.c","parameters":{}}"#.to_owned(),
+            r#"{"parameters":{"x":1},"method":"a.b.C"}"#.to_owned(),
+        ];
+        for depth in [
+            MAX_JSON_DEPTH - 3,
+            MAX_JSON_DEPTH - 2,
+            MAX_JSON_DEPTH - 1,
+            1000,
+        ] {
+            texts.push(nested(depth, ""));
+            texts.push(nested(depth, r#","more":true"#));
+        }
+        for text in &texts {
+            check_agrees(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        // The common shapes take the check's length (another vendor key goes to serde_json).
+        for text in [&texts[0], &texts[1], &texts[3]] {
+            let parsed = CallMessage::parse_envelope_checking(text.as_bytes(), |_, _, rest| {
+                honest_check(rest)
+            });
+            assert!(matches!(parsed, Ok((_, true))), "{text}");
+        }
+        // A check that accepts nothing, and a method after the parameters: not asked, or asked
+        // in vain, the verdict is the same.
+        for text in &texts {
+            let (with, without) = (
+                CallMessage::parse_envelope_checking(text.as_bytes(), |_, _, _| None),
+                CallMessage::parse_envelope(text.as_bytes()),
+            );
+            assert_eq!(with, without.map(|c| (c, false)));
         }
     }
 
@@ -1041,7 +1192,8 @@ mod fast_path_tests {
             r#" { "parameters" : null , "method" : "a.b.C" , "more" : true } "#,
             r#"{"method":"a.b.C","parameters":{"x":"\"}"},"oneway":true}"#,
         ] {
-            let fast = scan_canonical(text).unwrap_or_else(|| panic!("slow path for {text}"));
+            let (fast, _) = scan_canonical(text, |_, _, _| None)
+                .unwrap_or_else(|| panic!("slow path for {text}"));
             assert_eq!(Ok(fast), reference(text));
         }
     }
