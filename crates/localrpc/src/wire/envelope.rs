@@ -373,19 +373,19 @@ fn scan_canonical<'a>(
     let mut seen_extension = false;
     loop {
         at = skip_whitespace(bytes, at + 1);
-        let (key, after) = plain_string(text, at)?;
+        let (key, after) = known_key(bytes, at)?;
         at = skip_whitespace(bytes, after);
         if bytes.get(at) != Some(&b':') {
             return None;
         }
         at = skip_whitespace(bytes, at + 1);
         at = match key {
-            "method" if method.is_none() => {
+            Key::Method if method.is_none() => {
                 let (name, after) = plain_string(text, at)?;
                 method = Some((name, qualified_member_start(name)?));
                 after
             }
-            "parameters" if !seen_parameters => {
+            Key::Parameters if !seen_parameters => {
                 seen_parameters = true;
                 if bytes[at..].starts_with(b"null") {
                     at + 4
@@ -412,10 +412,10 @@ fn scan_canonical<'a>(
                     end
                 }
             }
-            "oneway" if oneway.is_none() => literal_bool(bytes, at, &mut oneway)?,
-            "more" if more.is_none() => literal_bool(bytes, at, &mut more)?,
-            "upgrade" if upgrade.is_none() => literal_bool(bytes, at, &mut upgrade)?,
-            LOCALRPC_VENDOR_KEY if !seen_extension => {
+            Key::Oneway if oneway.is_none() => literal_bool(bytes, at, &mut oneway)?,
+            Key::More if more.is_none() => literal_bool(bytes, at, &mut more)?,
+            Key::Upgrade if upgrade.is_none() => literal_bool(bytes, at, &mut upgrade)?,
+            Key::Extension if !seen_extension => {
                 seen_extension = true;
                 let end = skip_object(bytes, at, MAX_JSON_DEPTH - 1)?;
                 op_id = op_id_from_extension(&text[at..end]);
@@ -450,6 +450,39 @@ fn scan_canonical<'a>(
         member_start,
     };
     Some((call, checked))
+}
+
+/// The keys of a call the fast path reads.
+#[derive(Clone, Copy)]
+enum Key {
+    Method,
+    Parameters,
+    Oneway,
+    More,
+    Upgrade,
+    /// [`LOCALRPC_VENDOR_KEY`].
+    Extension,
+}
+
+/// [`LOCALRPC_VENDOR_KEY`] as a JSON string.
+const QUOTED_VENDOR_KEY: &[u8] = b"\"io.localrpc\"";
+
+/// The key at `at` if it is one of the [`Key`]s written without escapes, and the index after
+/// its closing quote; `None` for any other key (which the fast path does not read). The bytes
+/// are compared in place, with no scan for the key's end: a plain string equal to a key is
+/// exactly that key between quotes.
+fn known_key(bytes: &[u8], at: usize) -> Option<(Key, usize)> {
+    let rest = bytes.get(at..)?;
+    let (quoted, key): (&[u8], Key) = match rest.get(1..3)? {
+        b"me" => (b"\"method\"", Key::Method),
+        b"pa" => (b"\"parameters\"", Key::Parameters),
+        b"on" => (b"\"oneway\"", Key::Oneway),
+        b"mo" => (b"\"more\"", Key::More),
+        b"up" => (b"\"upgrade\"", Key::Upgrade),
+        b"io" => (QUOTED_VENDOR_KEY, Key::Extension),
+        _ => return None,
+    };
+    rest.starts_with(quoted).then_some((key, at + quoted.len()))
 }
 
 /// The index of the first byte at or after `at` that is not JSON whitespace.
@@ -1182,6 +1215,41 @@ mod fast_path_tests {
             assert!(error.reason.contains("number out of range"), "{error}");
         }
         assert!(CallMessage::parse(br#"{"method":"a.b.C","parameters":{"x":1e300}}"#).is_ok());
+    }
+
+    #[test]
+    fn known_keys_are_exactly_the_keys_they_name() {
+        assert_eq!(
+            QUOTED_VENDOR_KEY,
+            format!("\"{LOCALRPC_VENDOR_KEY}\"").as_bytes()
+        );
+        for (key, known) in [
+            ("method", true),
+            ("parameters", true),
+            ("oneway", true),
+            ("more", true),
+            ("upgrade", true),
+            ("io.localrpc", true),
+            ("methods", false),
+            ("meth", false),
+            ("mor", false),
+            ("more\\", false),
+            ("io.localrpc.x", false),
+            ("io", false),
+            ("m", false),
+            ("", false),
+            ("paramEters", false),
+        ] {
+            let text = format!("\"{key}\":1");
+            let found = known_key(text.as_bytes(), 0);
+            assert_eq!(found.is_some(), known, "{key}");
+            if let Some((_, after)) = found {
+                assert_eq!(after, key.len() + 2, "{key}");
+            }
+        }
+        assert!(known_key(b"\"mo", 0).is_none());
+        assert!(known_key(b"\"more", 0).is_none());
+        assert!(known_key(b"more\"", 0).is_none());
     }
 
     #[test]
