@@ -173,7 +173,7 @@ const SHORT_ESCAPES: [u8; 0x5d] = {
 /// escaping. Each byte is tested on its own: its low seven bits are added to, which cannot
 /// carry into the next byte.
 #[inline(always)]
-fn escape_mask(word: u64) -> u64 {
+pub(super) fn escape_mask(word: u64) -> u64 {
     const LOW7: u64 = ONES * 0x7f;
     // The high bit set where a byte is not zero.
     let nonzero = |w: u64| ((w & LOW7) + LOW7) | w;
