@@ -465,24 +465,25 @@ enum Key {
 }
 
 /// [`LOCALRPC_VENDOR_KEY`] as a JSON string.
-const QUOTED_VENDOR_KEY: &[u8] = b"\"io.localrpc\"";
+const QUOTED_VENDOR_KEY: &[u8; 13] = b"\"io.localrpc\"";
 
 /// The key at `at` if it is one of the [`Key`]s written without escapes, and the index after
 /// its closing quote; `None` for any other key (which the fast path does not read). The bytes
 /// are compared in place, with no scan for the key's end: a plain string equal to a key is
-/// exactly that key between quotes.
+/// exactly that key between quotes. (Each comparison has a constant length, so it is a few
+/// word compares rather than a call to `memcmp`.)
 fn known_key(bytes: &[u8], at: usize) -> Option<(Key, usize)> {
     let rest = bytes.get(at..)?;
-    let (quoted, key): (&[u8], Key) = match rest.get(1..3)? {
-        b"me" => (b"\"method\"", Key::Method),
-        b"pa" => (b"\"parameters\"", Key::Parameters),
-        b"on" => (b"\"oneway\"", Key::Oneway),
-        b"mo" => (b"\"more\"", Key::More),
-        b"up" => (b"\"upgrade\"", Key::Upgrade),
-        b"io" => (QUOTED_VENDOR_KEY, Key::Extension),
+    let (key, len) = match rest.get(1..3)? {
+        b"me" if rest.starts_with(b"\"method\"") => (Key::Method, 8),
+        b"pa" if rest.starts_with(b"\"parameters\"") => (Key::Parameters, 12),
+        b"on" if rest.starts_with(b"\"oneway\"") => (Key::Oneway, 8),
+        b"mo" if rest.starts_with(b"\"more\"") => (Key::More, 6),
+        b"up" if rest.starts_with(b"\"upgrade\"") => (Key::Upgrade, 9),
+        b"io" if rest.starts_with(QUOTED_VENDOR_KEY) => (Key::Extension, QUOTED_VENDOR_KEY.len()),
         _ => return None,
     };
-    rest.starts_with(quoted).then_some((key, at + quoted.len()))
+    Some((key, at + len))
 }
 
 /// The index of the first byte at or after `at` that is not JSON whitespace.
