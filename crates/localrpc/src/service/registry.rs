@@ -500,7 +500,8 @@ impl Target<'_> {
 struct InterfaceEntry {
     text: String,
     idl: Interface,
-    methods: HashMap<String, MethodSlot>,
+    /// One slot per method, in declaration order.
+    methods: Vec<MethodSlot>,
     /// Fill missing non-nullable parameters with zero values before checking.
     zero_values: bool,
     /// Who may call this interface's methods (unless a method has its own policy).
@@ -508,17 +509,25 @@ struct InterfaceEntry {
 }
 
 impl InterfaceEntry {
-    /// The slot of method `member`, if it exists.
-    fn target(&self, member: &str) -> Option<Target<'_>> {
-        let slot = self.methods.get(member)?;
+    /// The declaration of the method in `slot`.
+    fn declaration(&self, slot: &MethodSlot) -> &localrpc_idl::Method {
         let Member::Method(declaration) = &self.idl.members[slot.member] else {
             unreachable!("method slots index method declarations");
         };
-        Some(Target {
-            entry: self,
-            slot,
-            input: &declaration.input,
-        })
+        declaration
+    }
+
+    /// The index of method `name`'s slot, if the interface declares it.
+    fn slot_index(&self, name: &str) -> Option<usize> {
+        self.methods
+            .iter()
+            .position(|slot| self.declaration(slot).name == name)
+    }
+
+    /// The slot of method `name`, if the interface declares it.
+    fn slot_mut(&mut self, name: &str) -> Option<&mut MethodSlot> {
+        let index = self.slot_index(name)?;
+        Some(&mut self.methods[index])
     }
 }
 
@@ -560,17 +569,14 @@ impl InterfaceBuilder {
             .iter()
             .enumerate()
             .filter_map(|(member, m)| match m {
-                Member::Method(m) => Some((
-                    m.name.clone(),
-                    MethodSlot {
-                        full_name: format!("{}.{}", idl.name, m.name).into(),
-                        member,
-                        handler: None,
-                        requires: Requires::Nothing,
-                        policy: None,
-                        accepts_fds: false,
-                    },
-                )),
+                Member::Method(m) => Some(MethodSlot {
+                    full_name: format!("{}.{}", idl.name, m.name).into(),
+                    member,
+                    handler: None,
+                    requires: Requires::Nothing,
+                    policy: None,
+                    accepts_fds: false,
+                }),
                 _ => None,
             })
             .collect();
@@ -603,7 +609,7 @@ impl InterfaceBuilder {
 
     /// Restricts one method; overrides the interface's and the service's policy.
     pub fn method_policy(mut self, name: &str, policy: AccessPolicy) -> Self {
-        match self.entry.methods.get_mut(name) {
+        match self.entry.slot_mut(name) {
             Some(slot) => slot.policy = Some(policy),
             None => {
                 self.error.get_or_insert(BuildError::UndeclaredMethod {
@@ -621,7 +627,7 @@ impl InterfaceBuilder {
     /// closed. Connections of a service where no method accepts descriptors read without
     /// ancillary data, so the kernel discards any a peer sends.
     pub fn accept_fds(mut self, name: &str) -> Self {
-        match self.entry.methods.get_mut(name) {
+        match self.entry.slot_mut(name) {
             Some(slot) => slot.accepts_fds = true,
             None => {
                 self.error.get_or_insert(BuildError::UndeclaredMethod {
@@ -639,7 +645,7 @@ impl InterfaceBuilder {
     }
 
     fn register(mut self, name: &str, handler: Box<dyn MethodHandler>, requires: Requires) -> Self {
-        match self.entry.methods.get_mut(name) {
+        match self.entry.slot_mut(name) {
             Some(slot) => {
                 slot.handler = Some(handler);
                 slot.requires = requires;
@@ -767,17 +773,17 @@ impl ServiceBuilder {
         let accepts_fds = self
             .interfaces
             .iter()
-            .any(|i| i.entry.methods.values().any(|slot| slot.accepts_fds));
-        let mut interfaces = HashMap::new();
-        interfaces.insert(introspection.entry.idl.name.clone(), introspection.entry);
+            .any(|i| i.entry.methods.iter().any(|slot| slot.accepts_fds));
+        let mut interfaces = vec![introspection.entry];
         for builder in self.interfaces {
             let mut entry = builder.entry;
             if entry.policy.is_none() {
                 entry.policy = self.policy.clone();
             }
-            interfaces.insert(entry.idl.name.clone(), entry);
+            interfaces.push(entry);
         }
         Ok(Service {
+            methods: method_index(&interfaces),
             interfaces,
             call_timeout: None,
             accepts_fds,
@@ -785,6 +791,17 @@ impl ServiceBuilder {
             policy: self.policy,
         })
     }
+}
+
+/// Every method of `interfaces` by its full name, with the indexes of its interface and slot.
+fn method_index(interfaces: &[InterfaceEntry]) -> HashMap<Arc<str>, (usize, usize)> {
+    let mut methods = HashMap::new();
+    for (interface, entry) in interfaces.iter().enumerate() {
+        for (index, slot) in entry.methods.iter().enumerate() {
+            methods.insert(slot.full_name.clone(), (interface, index));
+        }
+    }
+    methods
 }
 
 /// The IDL of `org.varlink.service`, served for GetInterfaceDescription.
@@ -846,7 +863,11 @@ pub enum Dispatched {
 
 /// A set of interfaces ready to serve calls.
 pub struct Service {
-    interfaces: HashMap<String, InterfaceEntry>,
+    /// Every interface, `org.varlink.service` included.
+    interfaces: Vec<InterfaceEntry>,
+    /// Every method by its full name (`interface.Method`): the indexes of its interface in
+    /// `interfaces` and of its slot there. Calls find their method with this one lookup.
+    methods: HashMap<Arc<str>, (usize, usize)>,
     /// Longest a handler may run before the call fails with `io.localrpc.CallTimedOut`.
     call_timeout: Option<std::time::Duration>,
     /// Some method accepts file descriptors.
@@ -902,7 +923,7 @@ impl Service {
         let mut texts: HashMap<String, String> = self
             .interfaces
             .iter()
-            .map(|(name, entry)| (name.clone(), entry.text.clone()))
+            .map(|entry| (entry.idl.name.clone(), entry.text.clone()))
             .collect();
         let mut added = Vec::new();
         for InterfaceBuilder { mut entry, error } in interfaces {
@@ -924,23 +945,31 @@ impl Service {
         let answer = shared_info(&info)?;
         self.info = info;
         for entry in added {
-            self.accepts_fds |= entry.methods.values().any(|slot| slot.accepts_fds);
-            self.interfaces.insert(entry.idl.name.clone(), entry);
+            self.accepts_fds |= entry.methods.iter().any(|slot| slot.accepts_fds);
+            self.interfaces.push(entry);
         }
         // The introspection interface keeps its parsed IDL and gets handlers with the new
         // answers (parsing it again would add to every daemon's start-up).
-        if let Some(entry) = self.interfaces.remove(ORG_VARLINK_SERVICE) {
+        if let Some(index) = self.interface_index(ORG_VARLINK_SERVICE) {
+            let entry = self.interfaces.swap_remove(index);
             let builder = InterfaceBuilder { entry, error: None };
             let introspection = serve_introspection(builder, answer, texts);
-            self.interfaces
-                .insert(ORG_VARLINK_SERVICE.to_owned(), introspection.entry);
+            self.interfaces.push(introspection.entry);
         }
+        self.methods = method_index(&self.interfaces);
         Ok(())
     }
 
     /// True when the service has an interface of this name.
     pub fn has_interface(&self, name: &str) -> bool {
-        self.interfaces.contains_key(name)
+        self.interface_index(name).is_some()
+    }
+
+    /// Where interface `name` is in `interfaces`.
+    fn interface_index(&self, name: &str) -> Option<usize> {
+        self.interfaces
+            .iter()
+            .position(|entry| entry.idl.name == name)
     }
 
     /// True when some method accepts file descriptors ([`InterfaceBuilder::accept_fds`]);
@@ -993,8 +1022,8 @@ impl Service {
         // that they are read once (the envelope skips them when the check accepts them).
         let mut found = None;
         let (call, checked) =
-            CallMessage::parse_envelope_checking(message, |interface, member, parameters| {
-                let target = self.target(interface, member)?;
+            CallMessage::parse_envelope_checking(message, |method, parameters| {
+                let target = self.target(method)?;
                 found = Some(target);
                 target.accepts_prefix(parameters)
             })?;
@@ -1049,9 +1078,16 @@ impl Service {
         Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
     }
 
-    /// The entry and slot of `interface.member`, if both exist.
-    fn target(&self, interface: &str, member: &str) -> Option<Target<'_>> {
-        self.interfaces.get(interface)?.target(member)
+    /// The entry and slot of `method` (`interface.Method`), if both exist.
+    fn target(&self, method: &str) -> Option<Target<'_>> {
+        let &(interface, slot) = self.methods.get(method)?;
+        let entry = &self.interfaces[interface];
+        let slot = &entry.methods[slot];
+        Some(Target {
+            entry,
+            slot,
+            input: &entry.declaration(slot).input,
+        })
     }
 
     /// Routes a parsed call to its handler; `checked` is its method when the envelope's reader
@@ -1074,26 +1110,18 @@ impl Service {
         let parameters_checked = checked.is_some();
         let Target { entry, slot, input } = match checked {
             Some(target) => target,
-            None => {
-                let (interface, member) = call.split_method();
-                let Some(entry) = self.interfaces.get(interface) else {
-                    return refuse_unread(
-                        started,
-                        &call,
-                        op_id,
-                        ErrorReply::interface_not_found(interface),
-                    );
-                };
-                let Some(target) = entry.target(member) else {
-                    return refuse_unread(
-                        started,
-                        &call,
-                        op_id,
-                        ErrorReply::method_not_found(&call.method),
-                    );
-                };
-                target
-            }
+            None => match self.target(&call.method) {
+                Some(target) => target,
+                None => {
+                    let (interface, _) = call.split_method();
+                    let reply = if self.has_interface(interface) {
+                        ErrorReply::method_not_found(&call.method)
+                    } else {
+                        ErrorReply::interface_not_found(interface)
+                    };
+                    return refuse_unread(started, &call, op_id, reply);
+                }
+            },
         };
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
             && !policy.allows(peer.credentials.as_ref())

@@ -109,14 +109,14 @@ impl<'a> CallMessage<'a> {
     /// nesting depth checked: the service reads them anyway, in the same pass that checks them
     /// against the IDL, and must call [`validate_json`] on every other path.
     pub(crate) fn parse_envelope(bytes: &'a [u8]) -> Result<Self, ProtocolError> {
-        CallMessage::parse_envelope_checking(bytes, |_, _, _| None).map(|(call, _)| call)
+        CallMessage::parse_envelope_checking(bytes, |_, _| None).map(|(call, _)| call)
     }
 
     /// [`CallMessage::parse_envelope`] that lets the caller check the parameters as they are
     /// met, instead of only bracket-matching them here and reading them again later: when the
     /// method comes before an object-valued `parameters` (as every peer writes calls), `check`
-    /// gets the method's interface and member, and the text from the parameters' `{` to the
-    /// end of the message, and may return the length of the object there *if it read it as
+    /// gets the method's name (checked to be qualified) and the text from the parameters' `{`
+    /// to the end of the message, and may return the length of the object there *if it read it as
     /// valid JSON* (an object serde_json parses as a `Map`, nested at most
     /// [`MAX_JSON_DEPTH`]` - 1` levels). The envelope then goes on after it instead of
     /// bracket-matching it. The call is the same as
@@ -126,7 +126,7 @@ impl<'a> CallMessage<'a> {
     /// found must be forgotten (the message may have been read by serde_json instead).
     pub(crate) fn parse_envelope_checking(
         bytes: &'a [u8],
-        check: impl FnOnce(&'a str, &'a str, &'a str) -> Option<usize>,
+        check: impl FnOnce(&'a str, &'a str) -> Option<usize>,
     ) -> Result<(Self, bool), ProtocolError> {
         let text = message_text(bytes)?;
         if let Some(found) = scan_canonical(text, check) {
@@ -356,7 +356,7 @@ impl<'de> Visitor<'de> for IsRawValueToken {
 /// length was used.
 fn scan_canonical<'a>(
     text: &'a str,
-    check: impl FnOnce(&'a str, &'a str, &'a str) -> Option<usize>,
+    check: impl FnOnce(&'a str, &'a str) -> Option<usize>,
 ) -> Option<(CallMessage<'a>, bool)> {
     let bytes = text.as_bytes();
     let mut at = skip_whitespace(bytes, 0);
@@ -393,11 +393,8 @@ fn scan_canonical<'a>(
                     // The caller's check, where it can run: the method known, and an object
                     // (then its length, and only then, stands in for the bracket matching).
                     let checked_end = match (method, check.take()) {
-                        (Some((name, member_start)), Some(check))
-                            if bytes.get(at) == Some(&b'{') =>
-                        {
-                            let (interface, member) = split_at_member(name, member_start);
-                            check(interface, member, &text[at..]).map(|len| at + len)
+                        (Some((name, _)), Some(check)) if bytes.get(at) == Some(&b'{') => {
+                            check(name, &text[at..]).map(|len| at + len)
                         }
                         _ => None,
                     };
@@ -1097,7 +1094,7 @@ mod fast_path_tests {
         /// `parse` (fast path + syntax check) agrees with the reference on every input.
         #[test]
         fn fast_path_agrees_with_serde_json(text in envelope()) {
-            if let Some((fast, _)) = scan_canonical(&text, |_, _, _| None) {
+            if let Some((fast, _)) = scan_canonical(&text, |_, _| None) {
                 let slow = reference(&text);
                 // The fast path leaves the parameters' syntax to later: compare only where
                 // they are valid JSON, and otherwise `parse` must still fail.
@@ -1130,8 +1127,8 @@ mod fast_path_tests {
     fn check_agrees(text: &str) -> Result<(), TestCaseError> {
         let mut taken = None;
         let mut asked = None;
-        let with = CallMessage::parse_envelope_checking(text.as_bytes(), |iface, member, rest| {
-            asked = Some(format!("{iface}.{member}"));
+        let with = CallMessage::parse_envelope_checking(text.as_bytes(), |method, rest| {
+            asked = Some(method.to_owned());
             let len = honest_check(rest)?;
             taken = Some(&rest[..len]);
             Some(len)
@@ -1199,16 +1196,15 @@ mod fast_path_tests {
         }
         // The common shapes take the check's length (another vendor key goes to serde_json).
         for text in [&texts[0], &texts[1], &texts[3]] {
-            let parsed = CallMessage::parse_envelope_checking(text.as_bytes(), |_, _, rest| {
-                honest_check(rest)
-            });
+            let parsed =
+                CallMessage::parse_envelope_checking(text.as_bytes(), |_, rest| honest_check(rest));
             assert!(matches!(parsed, Ok((_, true))), "{text}");
         }
         // A check that accepts nothing, and a method after the parameters: not asked, or asked
         // in vain, the verdict is the same.
         for text in &texts {
             let (with, without) = (
-                CallMessage::parse_envelope_checking(text.as_bytes(), |_, _, _| None),
+                CallMessage::parse_envelope_checking(text.as_bytes(), |_, _| None),
                 CallMessage::parse_envelope(text.as_bytes()),
             );
             assert_eq!(with, without.map(|c| (c, false)));
@@ -1299,8 +1295,8 @@ mod fast_path_tests {
             r#" { "parameters" : null , "method" : "a.b.C" , "more" : true } "#,
             r#"{"method":"a.b.C","parameters":{"x":"\"}"},"oneway":true}"#,
         ] {
-            let (fast, _) = scan_canonical(text, |_, _, _| None)
-                .unwrap_or_else(|| panic!("slow path for {text}"));
+            let (fast, _) =
+                scan_canonical(text, |_, _| None).unwrap_or_else(|| panic!("slow path for {text}"));
             assert_eq!(Ok(fast), reference(text));
         }
     }
