@@ -1025,7 +1025,9 @@ impl Service {
             CallMessage::parse_envelope_checking(message, |method, parameters| {
                 let target = self.target(method)?;
                 found = Some(target);
-                target.accepts_prefix(parameters)
+                // A method's full name is its interface's, a dot and the member.
+                let member_start = target.entry.idl.name.len() + 1;
+                Some((member_start, target.accepts_prefix(parameters)?))
             })?;
         // Unless its check was used, the envelope may have been read another way.
         let checked = if checked { found } else { None };

@@ -115,18 +115,20 @@ impl<'a> CallMessage<'a> {
     /// [`CallMessage::parse_envelope`] that lets the caller check the parameters as they are
     /// met, instead of only bracket-matching them here and reading them again later: when the
     /// method comes before an object-valued `parameters` (as every peer writes calls), `check`
-    /// gets the method's name (checked to be qualified) and the text from the parameters' `{`
-    /// to the end of the message, and may return the length of the object there *if it read it as
-    /// valid JSON* (an object serde_json parses as a `Map`, nested at most
-    /// [`MAX_JSON_DEPTH`]` - 1` levels). The envelope then goes on after it instead of
-    /// bracket-matching it. The call is the same as
+    /// gets the method's name (not yet checked to be qualified) and the text from the
+    /// parameters' `{` to the end of the message. It may return where the member starts in the
+    /// name *if it knows the name as a qualified method* (`interface.Method`, as the IDL
+    /// defines them), with the length of the object there *if it read it as valid JSON* (an
+    /// object serde_json parses as a `Map`, nested at most [`MAX_JSON_DEPTH`]` - 1` levels).
+    /// The envelope then takes the name as qualified without scanning it, and goes on after
+    /// the object instead of bracket-matching it. The call is the same as
     /// `parse_envelope`'s either way (for valid JSON the bracket matching ends where the object
     /// does), and `true` comes with it only when `check`'s length was used: then
     /// `call.parameters` is exactly the text `check` accepted. With `false`, whatever `check`
     /// found must be forgotten (the message may have been read by serde_json instead).
     pub(crate) fn parse_envelope_checking(
         bytes: &'a [u8],
-        check: impl FnOnce(&'a str, &'a str) -> Option<usize>,
+        check: impl FnOnce(&'a str, &'a str) -> Option<(usize, usize)>,
     ) -> Result<(Self, bool), ProtocolError> {
         let text = message_text(bytes)?;
         if let Some(found) = scan_canonical(text, check) {
@@ -356,14 +358,16 @@ impl<'de> Visitor<'de> for IsRawValueToken {
 /// length was used.
 fn scan_canonical<'a>(
     text: &'a str,
-    check: impl FnOnce(&'a str, &'a str) -> Option<usize>,
+    check: impl FnOnce(&'a str, &'a str) -> Option<(usize, usize)>,
 ) -> Option<(CallMessage<'a>, bool)> {
     let bytes = text.as_bytes();
     let mut at = skip_whitespace(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return None;
     }
-    let mut method: Option<(&str, usize)> = None;
+    let mut method: Option<&str> = None;
+    // Where the member starts in the method name: from `check`, or found at the end.
+    let mut member_start = None;
     let mut check = Some(check);
     let mut checked = false;
     let mut parameters: Option<&str> = None;
@@ -382,7 +386,7 @@ fn scan_canonical<'a>(
         at = match key {
             Key::Method if method.is_none() => {
                 let (name, after) = plain_string(text, at)?;
-                method = Some((name, qualified_member_start(name)?));
+                method = Some(name);
                 after
             }
             Key::Parameters if !seen_parameters => {
@@ -393,8 +397,12 @@ fn scan_canonical<'a>(
                     // The caller's check, where it can run: the method known, and an object
                     // (then its length, and only then, stands in for the bracket matching).
                     let checked_end = match (method, check.take()) {
-                        (Some((name, _)), Some(check)) if bytes.get(at) == Some(&b'{') => {
-                            check(name, &text[at..]).map(|len| at + len)
+                        (Some(name), Some(check)) if bytes.get(at) == Some(&b'{') => {
+                            check(name, &text[at..]).map(|(start, len)| {
+                                debug_assert_eq!(Some(start), qualified_member_start(name));
+                                member_start = Some(start);
+                                at + len
+                            })
                         }
                         _ => None,
                     };
@@ -430,7 +438,11 @@ fn scan_canonical<'a>(
     if skip_whitespace(bytes, at + 1) != bytes.len() {
         return None;
     }
-    let (method, member_start) = method?;
+    let method = method?;
+    let member_start = match member_start {
+        Some(start) => start,
+        None => qualified_member_start(method)?,
+    };
     let flags = CallFlags {
         oneway: oneway.unwrap_or(false),
         more: more.unwrap_or(false),
@@ -1129,9 +1141,10 @@ mod fast_path_tests {
         let mut asked = None;
         let with = CallMessage::parse_envelope_checking(text.as_bytes(), |method, rest| {
             asked = Some(method.to_owned());
+            let start = qualified_member_start(method)?;
             let len = honest_check(rest)?;
             taken = Some(&rest[..len]);
-            Some(len)
+            Some((start, len))
         });
         let without = CallMessage::parse_envelope(text.as_bytes());
         prop_assert_eq!(with.clone().map(|(call, _)| call), without, "{:?}", text);
@@ -1196,8 +1209,9 @@ mod fast_path_tests {
         }
         // The common shapes take the check's length (another vendor key goes to serde_json).
         for text in [&texts[0], &texts[1], &texts[3]] {
-            let parsed =
-                CallMessage::parse_envelope_checking(text.as_bytes(), |_, rest| honest_check(rest));
+            let parsed = CallMessage::parse_envelope_checking(text.as_bytes(), |method, rest| {
+                Some((qualified_member_start(method)?, honest_check(rest)?))
+            });
             assert!(matches!(parsed, Ok((_, true))), "{text}");
         }
         // A check that accepts nothing, and a method after the parameters: not asked, or asked
