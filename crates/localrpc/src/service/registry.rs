@@ -1020,17 +1020,22 @@ impl Service {
     ) -> Result<Dispatched, ProtocolError> {
         // The method is looked up and its parameters checked while the envelope is read, so
         // that they are read once (the envelope skips them when the check accepts them).
-        let mut found = None;
-        let (call, checked) =
-            CallMessage::parse_envelope_checking(message, |method, parameters| {
-                let target = self.target(method)?;
-                found = Some(target);
-                // A method's full name is its interface's, a dot and the member.
-                let member_start = target.entry.idl.name.len() + 1;
-                Some((member_start, target.accepts_prefix(parameters)?))
-            })?;
-        // Unless its check was used, the envelope may have been read another way.
-        let checked = if checked { found } else { None };
+        // (In a block: `found` is borrowed by the check, and a borrowed local would otherwise
+        // be kept in this function's future across the handler's `await`, in every
+        // connection's future.)
+        let (call, checked) = {
+            let mut found = None;
+            let (call, checked) =
+                CallMessage::parse_envelope_checking(message, |method, parameters| {
+                    let target = self.target(method)?;
+                    found = Some(target);
+                    // A method's full name is its interface's, a dot and the member.
+                    let member_start = target.entry.idl.name.len() + 1;
+                    Some((member_start, target.accepts_prefix(parameters)?))
+                })?;
+            // Unless its check was used, the envelope may have been read another way.
+            (call, if checked { found } else { None })
+        };
         let flags = call.flags;
         let result = self.route(call, checked, peer, fds, out).await?;
         if flags.oneway {
