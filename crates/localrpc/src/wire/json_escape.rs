@@ -31,6 +31,29 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends `s` as a JSON object key and its colon (`"s":`), preceded by a comma if `comma`:
+/// the same bytes as a comma, [`write_json_string`] and a colon. A clean key of at most 16
+/// bytes (every struct field's name in practice) goes out in one copy; inlined where the key
+/// is a constant, as a field's name is, its check and length fold away.
+#[inline(always)]
+pub(crate) fn write_json_key(out: &mut Vec<u8>, comma: bool, s: &str) {
+    let bytes = s.as_bytes();
+    if bytes.len() <= 16 && short_is_clean(bytes) {
+        let mut key = [b','; 20];
+        let start = usize::from(!comma);
+        key[1] = b'"';
+        key[2..2 + bytes.len()].copy_from_slice(bytes);
+        key[2 + bytes.len()..4 + bytes.len()].copy_from_slice(b"\":");
+        out.extend_from_slice(&key[start..4 + bytes.len()]);
+    } else {
+        if comma {
+            out.push(b',');
+        }
+        write_json_string(out, s);
+        out.push(b':');
+    }
+}
+
 /// Appends the escaped contents of `s`, without quotes.
 #[inline]
 pub(crate) fn write_json_string_contents(out: &mut Vec<u8>, s: &str) {
@@ -216,6 +239,33 @@ fn last_word(bytes: &[u8]) -> u64 {
 pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn keys_are_written_as_serde_json_writes_them() {
+        let long = "k".repeat(17);
+        for key in [
+            "",
+            "a",
+            "text",
+            "sixteen_bytes_ab",
+            &long,
+            "é",
+            "q\"",
+            "tab\t",
+            "\u{1}",
+        ] {
+            for comma in [false, true] {
+                let mut out = Vec::new();
+                write_json_key(&mut out, comma, key);
+                let expected = format!(
+                    "{}{}:",
+                    if comma { "," } else { "" },
+                    serde_json::to_string(key).unwrap()
+                );
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{key:?}");
+            }
+        }
+    }
 
     fn escaped(s: &str) -> String {
         let mut out = Vec::new();

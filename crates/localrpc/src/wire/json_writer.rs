@@ -22,7 +22,7 @@ use serde::ser::{self, Impossible, SerializeStruct as _};
 use serde_json::Error;
 use serde_json::ser::{CompactFormatter, Formatter as _};
 
-use super::json_escape::write_json_string;
+use super::json_escape::{write_json_key, write_json_string};
 
 type Result<T = ()> = std::result::Result<T, Error>;
 
@@ -282,10 +282,12 @@ impl<'a> Compound<'a> {
         value.serialize(Writer(&mut *self.out))
     }
 
+    /// Writes a struct field: inlined, so that its name, a constant, is written as one.
+    #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result {
-        self.separate();
-        write_json_string(self.out, key);
-        self.out.push(b':');
+        let comma = self.state != State::First;
+        self.state = State::Rest;
+        write_json_key(self.out, comma, key);
         value.serialize(Writer(&mut *self.out))
     }
 
@@ -401,6 +403,7 @@ impl ser::SerializeStruct for Struct<'_> {
     type Ok = ();
     type Error = Error;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
         match self {
             Struct::Object(object) => object.field(key, value),
