@@ -38,6 +38,9 @@ fn main() {
 /// compiler that links does not know a libgcc_eh.a (clang with compiler-rt, musl).
 fn link_unwinder_statically() {
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    // Set when the unwinder is linked in, so that the test which checks that libgcc_s.so is
+    // not mapped runs only where build.rs made it so.
+    println!("cargo::rustc-check-cfg=cfg(static_unwinder)");
     let gnu_linux = env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux")
         && env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|target_env| target_env == "gnu");
     if !gnu_linux {
@@ -61,5 +64,6 @@ fn link_unwinder_statically() {
         // library crate is linked into its programs and tests) instead of being copied into
         // the rlib.
         println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
+        println!("cargo:rustc-cfg=static_unwinder");
     }
 }
