@@ -823,10 +823,7 @@ fn serve_introspection(
 ) -> InterfaceBuilder {
     let texts = Arc::new(texts);
     builder
-        .method("GetInfo", move |_call| {
-            let info = info.clone();
-            Box::pin(async move { Reply::with(info) })
-        })
+        .handler("GetInfo", GetInfo(info), Requires::Nothing)
         .method("GetInterfaceDescription", move |mut call| {
             #[derive(serde::Deserialize)]
             struct Input {
@@ -841,6 +838,18 @@ fn serve_introspection(
                 }
             })
         })
+}
+
+/// `org.varlink.service.GetInfo`: the answer, serialized once, written straight into the
+/// connection's output. (A handler of its own rather than a closure: a closure's future is
+/// boxed, and `Reply::with` boxes its value; GetInfo is called often, by monitors and peers
+/// checking a service, and this way it allocates nothing.)
+struct GetInfo(SharedJson);
+
+impl MethodHandler for GetInfo {
+    fn call<'a>(&'a self, mut call: Call<'a>) -> HandlerFuture<'a> {
+        HandlerFuture::new(std::future::ready(call.reply(&self.0)))
+    }
 }
 
 /// JSON text serialized once and shared by every reply that carries it.
