@@ -481,11 +481,14 @@ struct MethodSlot {
 struct Target<'s> {
     entry: &'s InterfaceEntry,
     slot: &'s MethodSlot,
-    /// The method's input parameters.
-    input: &'s [localrpc_idl::Field],
 }
 
-impl Target<'_> {
+impl<'s> Target<'s> {
+    /// The method's input parameters.
+    fn input(&self) -> &'s [localrpc_idl::Field] {
+        &self.entry.declaration(self.slot).input
+    }
+
     /// The length of the parameters object `text` starts with, if the fast check surely
     /// accepts it ([`localrpc_idl::accepts_parameters_prefix`]); never for an interface that
     /// fills in zero values first.
@@ -493,7 +496,7 @@ impl Target<'_> {
         if self.entry.zero_values {
             return None;
         }
-        localrpc_idl::accepts_parameters_prefix(&self.entry.idl, self.input, text)
+        localrpc_idl::accepts_parameters_prefix(&self.entry.idl, self.input(), text)
     }
 }
 
@@ -1098,21 +1101,19 @@ impl Service {
     fn target(&self, method: &str) -> Option<Target<'_>> {
         let &(interface, slot) = self.methods.get(method)?;
         let entry = &self.interfaces[interface];
-        let slot = &entry.methods[slot];
         Some(Target {
             entry,
-            slot,
-            input: &entry.declaration(slot).input,
+            slot: &entry.methods[slot],
         })
     }
 
-    /// Routes a parsed call to its handler; `checked` is its method when the envelope's reader
-    /// already found it and accepted the parameters against its input. The outer error is a
+    /// Routes a parsed call to its handler; `prechecked` is its method when the envelope's
+    /// reader already found it and accepted the parameters against its input. The outer error is a
     /// protocol violation (the connection must close); the inner result is the call's reply.
     async fn route(
         &self,
         call: CallMessage<'_>,
-        checked: Option<Target<'_>>,
+        prechecked: Option<Target<'_>>,
         peer: &Peer,
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
@@ -1123,8 +1124,8 @@ impl Service {
         // read when that line is wanted.
         let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
             .then(std::time::Instant::now);
-        let parameters_checked = checked.is_some();
-        let Target { entry, slot, input } = match checked {
+        let parameters_checked = prechecked.is_some();
+        let target = match prechecked {
             Some(target) => target,
             None => match self.target(&call.method) {
                 Some(target) => target,
@@ -1139,6 +1140,7 @@ impl Service {
                 }
             },
         };
+        let (entry, slot, input) = (target.entry, target.slot, target.input());
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
             && !policy.allows(peer.credentials.as_ref())
         {
