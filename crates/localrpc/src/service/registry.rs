@@ -353,12 +353,13 @@ struct Parameters<'a> {
 
 impl<'a> Call<'a> {
     /// The parameters decoded into `T` (typically the method's generated input struct): one
-    /// pass over the JSON text. They were checked against the IDL already, so this fails only
+    /// pass over the JSON text, by a reader that relies on the IDL check having read it (the
+    /// result is serde_json's). They were checked against the IDL already, so this fails only
     /// when `T` does not match the IDL; the caller then gets `InvalidParameter`.
     pub fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ErrorReply> {
         let decoded = match self.parameters.map.take() {
             Some(map) => serde_json::from_value(Value::Object(*map)),
-            None => serde_json::from_str(self.parameters.json),
+            None => crate::wire::decode_prechecked(self.parameters.json),
         };
         decoded.map_err(|e| {
             tracing::debug!(method = %self.context.method, op_id = %self.context.op_id, error = %e,

@@ -215,7 +215,7 @@ fn word(bytes: &[u8]) -> u64 {
 
 /// The little-endian word of the last 8 bytes; of fewer, padded with spaces (never escaped).
 #[inline(always)]
-fn last_word(bytes: &[u8]) -> u64 {
+pub(super) fn last_word(bytes: &[u8]) -> u64 {
     let n = bytes.len();
     if let Some(last) = bytes.last_chunk::<8>() {
         return u64::from_le_bytes(*last);

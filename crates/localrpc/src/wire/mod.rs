@@ -9,6 +9,8 @@ mod framer;
 // A serde_json-identical string escaper for the serialization path.
 mod json_escape;
 mod json_writer;
+// Decoding parameters that the IDL check has read already.
+mod prechecked;
 
 pub use envelope::{
     CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call,
@@ -18,3 +20,4 @@ pub(crate) use envelope::{format_op_id, parse_op_id, validate_json};
 pub use fds::{FdError, FdQueue, SCM_MAX_FD};
 pub use framer::{DEFAULT_MAX_MESSAGE_SIZE, FrameTooLarge, Framer, READ_RESERVE};
 pub use json_writer::to_writer;
+pub(crate) use prechecked::from_str as decode_prechecked;
