@@ -21,6 +21,10 @@
 //! server is otherwise quiet, is served for a while from a thread of its own that blocks in
 //! `recv` (see `sequential`); the same dispatch code runs there, and everything else (waiting
 //! handlers, pipelining, timeouts, draining) goes back to the loop here.
+//!
+//! Peeked reads: after a read that brought exactly one call, a Unix-socket connection that
+//! takes no file descriptors reads with `MSG_PEEK` and takes the bytes off the socket later
+//! (see `peek`), so that a blocking client is woken once per call, by its reply.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::peek::Peeked;
 use super::sequential::{self, Slots, Socket};
 use super::{Server, ServerConfig, ServerStats};
 use crate::service::{
@@ -72,6 +77,8 @@ struct ConnectionOutput {
     /// Descriptors to pass with the reply starting at each offset of `pending`, ascending.
     pending_fds: Vec<(usize, Vec<OwnedFd>)>,
     write_timeout: Duration,
+    /// Bytes read with `MSG_PEEK` and still in the socket's queue (see `peek`).
+    peeked: Peeked,
 }
 
 impl ConnectionOutput {
@@ -111,6 +118,12 @@ impl ConnectionOutput {
         written: usize,
         fds: Vec<(usize, Vec<OwnedFd>)>,
     ) -> io::Result<()> {
+        // The client may itself be waiting for room in its send buffer, which bytes we peeked
+        // and answered still hold.
+        if let Err(e) = self.consume_peeked() {
+            self.pending.clear();
+            return Err(e);
+        }
         // Waiting for room is the runtime's job: a socket in sequential mode goes back to it.
         if let Err(e) = self.registered() {
             self.pending.clear();
@@ -141,9 +154,41 @@ impl ConnectionOutput {
 }
 
 impl ConnectionOutput {
+    /// Reads what the socket has into `framer`, with `MSG_PEEK` if `peek` (see `peek`): the
+    /// byte count, 0 at end of file.
+    fn try_read(&mut self, framer: &mut Framer, peek: bool) -> io::Result<usize> {
+        match &self.socket {
+            Socket::Registered(Stream::Unix(stream)) if peek => self.peeked.read(stream, framer),
+            socket => socket.stream()?.try_read_buf(framer.buffer_mut()),
+        }
+    }
+
+    /// Takes what was peeked off the socket.
+    fn consume_peeked(&mut self) -> io::Result<()> {
+        match &self.socket {
+            Socket::Registered(Stream::Unix(stream)) if !self.peeked.is_empty() => {
+                self.peeked.consume(stream)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes what was peeked off the socket and turns peeking off, before the socket is
+    /// read by other code (sequential mode, an upgrade).
+    fn stop_peeking(&mut self) -> io::Result<()> {
+        match &self.socket {
+            Socket::Registered(Stream::Unix(stream)) => self.peeked.stop(stream),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes the socket blocking for sequential mode (`sequential::Socket::make_blocking`).
     /// Should that close it, the pidfd guard goes at once too.
     fn make_blocking(&mut self) -> io::Result<bool> {
+        if let Err(e) = self.stop_peeking() {
+            drop(self.pidfd_guard.take());
+            return Err(e);
+        }
         let made = self.socket.make_blocking();
         if made.is_err() {
             drop(self.pidfd_guard.take());
@@ -257,6 +302,7 @@ pub(super) async fn run(
         pending: Vec::new(),
         pending_fds: Vec::new(),
         write_timeout: config.write_timeout,
+        peeked: Peeked::default(),
     };
     let env = Env {
         service,
@@ -286,6 +332,10 @@ pub(super) async fn run(
         End::Upgrade(handler) => {
             // The socket moves on into the upgraded stream: a pidfd not taken by now stays so.
             drop(output.pidfd_guard.take());
+            if let Err(e) = output.stop_peeking() {
+                tracing::warn!(peer = ?peer.credentials, "closing connection: {e}");
+                return;
+            }
             match output.socket.into_stream() {
                 Ok(stream) => {
                     let raw = UpgradedStream::new(input.framer.take_buffered(), stream);
@@ -342,6 +392,11 @@ async fn serve(
             // Whatever the session left buffered is dispatched (or waited for) as usual.
             continue;
         }
+        // A read that brought one call: the client waits for each reply (see `peek`).
+        let peek = calls == 1
+            && input.fds.is_none()
+            && input.framer.buffered().is_empty()
+            && matches!(output.socket, Socket::Registered(Stream::Unix(_)));
         let framer = &mut input.framer;
         let deadline = if framer.buffered().is_empty() {
             env.config.idle_timeout.map(|idle| Instant::now() + idle)
@@ -357,6 +412,7 @@ async fn serve(
             drained.as_mut(),
             deadline,
             keep_buffers,
+            peek,
         )
         .await
         {
@@ -655,6 +711,8 @@ enum Wake {
 /// them, if `keep_buffers`, for [`RELEASE_BUFFERS_AFTER`], then frees them and goes on
 /// waiting. Stops with `Drained` when `drained` (the wait for the server's drain) completes
 /// while nothing is buffered, and with `TimedOut` at `deadline` (idle or slow-sender limit).
+/// Reads with `MSG_PEEK` if `peek` (see `peek`); bytes still peeked are taken off the socket
+/// before any wait, and before a read without it.
 async fn read_some(
     framer: &mut Framer,
     mut fds: Option<&mut FdReceiver>,
@@ -662,6 +720,7 @@ async fn read_some(
     mut drained: Pin<&mut impl Future>,
     deadline: Option<Instant>,
     keep_buffers: bool,
+    peek: bool,
 ) -> io::Result<Read> {
     let idle = framer.buffered().is_empty();
     // Armed only for a connection that grew its buffers, so small-message connections pay
@@ -690,8 +749,17 @@ async fn read_some(
         }
     };
     tokio::pin!(expired, release);
+    // With bytes still peeked, try the socket before waiting: a peeked read that finds
+    // nothing takes them off (a wait must not begin while they hold the client's buffer).
+    let mut read_first = peek && !output.peeked.is_empty();
+    if !peek {
+        output.consume_peeked()?;
+    }
     loop {
-        let wake = tokio::select! {
+        let wake = if std::mem::take(&mut read_first) {
+            Wake::Readable
+        } else {
+            tokio::select! {
             biased;
             ready = async { output.socket.stream()?.readable().await } => {
                 ready?;
@@ -703,6 +771,7 @@ async fn read_some(
                 return Err(io::Error::new(io::ErrorKind::TimedOut, what));
             }
             () = &mut release, if release_pending => Wake::Release,
+            }
         };
         if let Wake::Release = wake {
             release_pending = false;
@@ -718,7 +787,7 @@ async fn read_some(
                 Ok(Received::Refused(why)) => return Ok(Read::FdsRefused(why)),
                 Err(e) => e,
             },
-            None => match output.socket.stream()?.try_read_buf(framer.buffer_mut()) {
+            None => match output.try_read(framer, peek) {
                 Ok(0) => return Ok(Read::Eof),
                 Ok(_) => return Ok(Read::Bytes),
                 Err(e) => e,
@@ -766,6 +835,7 @@ mod tests {
             pending: vec![b'y'; reply_len],
             pending_fds: Vec::new(),
             write_timeout: Duration::from_secs(5),
+            peeked: Peeked::default(),
         };
         let reader = tokio::spawn(async move {
             let mut reply = vec![0; reply_len];
@@ -803,7 +873,7 @@ mod tests {
         });
         let drained = draining.wait_for(|d| *d);
         tokio::pin!(drained);
-        let read = read_some(framer, None, output, drained, None, keep_buffers)
+        let read = read_some(framer, None, output, drained, None, keep_buffers, false)
             .await
             .unwrap();
         assert!(matches!(read, Read::Bytes));

@@ -11,6 +11,7 @@
 //! [`Server::drain`] then lets every connection finish the calls it has received and closes it.
 
 mod connection;
+mod peek;
 mod sequential;
 
 use std::collections::HashMap;
