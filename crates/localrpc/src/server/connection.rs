@@ -158,7 +158,9 @@ impl ConnectionOutput {
     /// byte count, 0 at end of file.
     fn try_read(&mut self, framer: &mut Framer, peek: bool) -> io::Result<usize> {
         match &self.socket {
-            Socket::Registered(Stream::Unix(stream)) if peek => self.peeked.read(stream, framer),
+            Socket::Registered(Stream::Unix(stream)) if peek && self.peeked.is_supported() => {
+                self.peeked.read(stream, framer)
+            }
             socket => socket.stream()?.try_read_buf(framer.buffer_mut()),
         }
     }

@@ -44,6 +44,9 @@ const MAX_BYTES: usize = 4096;
 pub(super) struct Peeked {
     /// `SO_PEEK_OFF` is set on the socket.
     offset_on: bool,
+    /// The socket refused `SO_PEEK_OFF` (a kernel without it for Unix stream sockets, or a
+    /// security module): this connection reads without peeking.
+    unsupported: bool,
     /// Peeked reads since the bytes were last taken off.
     reads: u8,
     /// Bytes peeked and still in the socket's queue.
@@ -51,6 +54,11 @@ pub(super) struct Peeked {
 }
 
 impl Peeked {
+    /// False once the socket refused `SO_PEEK_OFF`: reads then take the bytes at once.
+    pub(super) fn is_supported(&self) -> bool {
+        !self.unsupported
+    }
+
     /// True when every byte read has been taken off the socket.
     pub(super) fn is_empty(&self) -> bool {
         self.bytes == 0
@@ -61,7 +69,12 @@ impl Peeked {
     /// `WouldBlock` takes off everything peeked, so the caller may wait.
     pub(super) fn read(&mut self, stream: &UnixStream, framer: &mut Framer) -> io::Result<usize> {
         if !self.offset_on {
-            set_peek_offset(stream, 0)?;
+            if let Err(e) = set_peek_offset(stream, 0) {
+                // Without the offset every peek would start at the queue's head again.
+                tracing::debug!("SO_PEEK_OFF refused ({e}); reading without peeking");
+                self.unsupported = true;
+                return stream.try_read_buf(framer.buffer_mut());
+            }
             self.offset_on = true;
         }
         let n = match stream.try_io(Interest::READABLE, || peek_into(stream, framer)) {
