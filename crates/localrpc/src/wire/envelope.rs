@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::json_escape::{NEEDS_ESCAPE, escape_mask};
+use super::search;
 
 /// Deepest JSON nesting accepted in a message, counting the call object itself: set by
 /// serde_json's fixed recursion limit (128). Deeper input (e.g. 10 000 `[`) fails to parse, so
@@ -205,7 +206,7 @@ fn exceeds_depth(text: &[u8], limit: usize) -> bool {
             b'"' => {
                 i += 1;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &text[i..]) {
+                    match search::memchr2(b'"', b'\\', &text[i..]) {
                         Some(j) if text[i + j] == b'\\' => i += j + 2,
                         Some(j) => {
                             i += j + 1;
@@ -590,7 +591,7 @@ fn skip_string(mut rest: std::slice::Iter<'_, u8>) -> Option<std::slice::Iter<'_
     }
     let mut rest = rest.as_slice();
     loop {
-        let found = memchr::memchr2(b'"', b'\\', rest)?;
+        let found = search::memchr2(b'"', b'\\', rest)?;
         if rest[found] == b'\\' {
             rest = rest.get(found + 2..)?;
         } else {

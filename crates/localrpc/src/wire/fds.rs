@@ -16,6 +16,8 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
+use super::search;
+
 /// Most descriptors one `sendmsg` can carry on Linux (`SCM_MAX_FD`).
 pub const SCM_MAX_FD: usize = 253;
 
@@ -77,7 +79,7 @@ impl FdQueue {
         } else {
             // The byte after a NUL starts a message, unless the NUL is the read's last byte.
             let inner = &bytes[..bytes.len().saturating_sub(1)];
-            memchr::memchr(0, inner).map(|nul| read_start + nul as u64 + 1)
+            search::memchr(0, inner).map(|nul| read_start + nul as u64 + 1)
         };
         let Some(owner) = owner else {
             return Err(FdError::NotAtMessageStart { count: fds.len() });

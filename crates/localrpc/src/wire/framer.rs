@@ -13,6 +13,8 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::search;
+
 /// Default bound for one message (the NUL excluded): 16 MiB, as sd-varlink uses.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
@@ -117,7 +119,7 @@ impl Framer {
     ///
     /// Fails like [`Framer::next_message`].
     pub fn next_message_len(&mut self) -> Result<Option<usize>, FrameTooLarge> {
-        match memchr::memchr(0, &self.buf[self.scanned..]) {
+        match search::memchr(0, &self.buf[self.scanned..]) {
             Some(offset) => {
                 let len = self.scanned + offset;
                 // The bytes before the NUL hold no other NUL.

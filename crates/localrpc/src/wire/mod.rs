@@ -11,6 +11,8 @@ mod json_escape;
 mod json_writer;
 // Decoding parameters that the IDL check has read already.
 mod prechecked;
+// memchr without run-time CPU detection on x86_64.
+mod search;
 
 pub use envelope::{
     CallFlags, CallMessage, MAX_JSON_DEPTH, ProtocolError, ReplyMessage, encode_call,
