@@ -133,24 +133,11 @@ impl Peeked {
 
 /// Peeks into the framer's free capacity (`MSG_PEEK`, from the peek offset).
 fn peek_into(stream: &UnixStream, framer: &mut Framer) -> io::Result<usize> {
-    let buffer = framer.buffer_mut();
-    loop {
-        let spare: &mut [MaybeUninit<u8>] = buffer.spare_capacity_mut();
-        match rustix::net::recv(
-            stream,
-            spare,
-            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-        ) {
-            Ok(((read, _), _)) => {
-                let n = read.len();
-                // SAFETY: recv initialized the first `n` bytes of the spare capacity.
-                unsafe { buffer.set_len(buffer.len() + n) };
-                return Ok(n);
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    super::sequential::recv_into(
+        stream,
+        framer,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    )
 }
 
 /// Sets `SO_PEEK_OFF` (-1 turns it off).

@@ -41,6 +41,7 @@
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -283,10 +284,20 @@ pub(super) fn recv(socket: &Socket, framer: &mut Framer) -> io::Result<usize> {
         return Err(io::ErrorKind::WouldBlock.into());
     };
     framer.reserve_for_read();
+    recv_into(socket, framer, rustix::net::RecvFlags::empty())
+}
+
+/// One `recv` with `flags` into the framer's free capacity (retried on `EINTR`): the byte
+/// count, 0 at end of file. Also used for peeked reads (`peek`).
+pub(super) fn recv_into(
+    socket: impl AsFd,
+    framer: &mut Framer,
+    flags: rustix::net::RecvFlags,
+) -> io::Result<usize> {
     let buffer = framer.buffer_mut();
     loop {
         let spare: &mut [MaybeUninit<u8>] = buffer.spare_capacity_mut();
-        match rustix::net::recv(socket, spare, rustix::net::RecvFlags::empty()) {
+        match rustix::net::recv(&socket, spare, flags) {
             Ok(((read, _), _)) => {
                 let n = read.len();
                 // SAFETY: recv initialized the first `n` bytes of the spare capacity.
