@@ -4,7 +4,9 @@
 //! and writes all replies of that batch with one write. Nothing a peer does on one connection
 //! (a huge message, a protocol violation, not reading) affects another. A Unix-socket client
 //! that makes one call at a time, on an otherwise quiet server, is served for a while from a
-//! thread of its own that blocks in `recv` ([`ServerConfig::sequential_threads`]).
+//! thread of its own that blocks in `recv` ([`ServerConfig::sequential_threads`]); on a busy
+//! server, its calls are read with `MSG_PEEK` and taken off the socket later, so that a client
+//! blocked in `recv` is woken once per call, by its reply (`peek`).
 //!
 //! Stopping is two steps so a daemon can tell its service manager in between:
 //! [`Server::serve`] returns when asked to stop (or when idle) and no longer accepts;
