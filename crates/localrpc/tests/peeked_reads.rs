@@ -1,8 +1,8 @@
 //! Peeked reads over real Unix sockets: after a read that brought one call, the runtime's
 //! loop reads with `MSG_PEEK` and takes the bytes off the socket later. Calls one at a time,
 //! past the peeked-read limit, then pipelined, split and streamed calls, waiting handlers,
-//! an upgrade right after peeked calls, and a client that stops reading its replies must all
-//! behave as with plain reads. Sequential mode is off here, so the runtime's loop serves
+//! an upgrade right after peeked calls, and large calls (also sent while their replies are
+//! read) must all behave as with plain reads. Sequential mode is off here, so the runtime's loop serves
 //! every call.
 
 use std::time::{Duration, Instant};
