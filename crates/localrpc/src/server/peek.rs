@@ -159,3 +159,64 @@ fn set_peek_offset(stream: &UnixStream, offset: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Bytes the kernel still holds in `stream`'s receive queue.
+    fn queued(stream: &UnixStream) -> u64 {
+        rustix::io::ioctl_fionread(stream).expect("FIONREAD")
+    }
+
+    async fn send_and_wait(client: &mut UnixStream, server: &UnixStream, bytes: &[u8]) {
+        client.write_all(bytes).await.expect("write");
+        server.readable().await.expect("readable");
+    }
+
+    #[tokio::test]
+    async fn peeked_calls_stay_queued_until_taken_off_and_are_read_once() {
+        let (server, mut client) = UnixStream::pair().expect("socket pair");
+        let mut framer = Framer::new(crate::wire::DEFAULT_MAX_MESSAGE_SIZE);
+        let mut peeked = Peeked::default();
+
+        send_and_wait(&mut client, &server, b"{\"a\":1}\0").await;
+        framer.reserve_for_read();
+        assert_eq!(peeked.read(&server, &mut framer).expect("peek"), 8);
+        // Read, but still in the kernel's queue: taking it off would wake a blocked client.
+        assert_eq!(queued(&server), 8);
+
+        // The next peek starts after the bytes already peeked (SO_PEEK_OFF).
+        send_and_wait(&mut client, &server, b"{\"b\":2}\0").await;
+        framer.reserve_for_read();
+        assert_eq!(peeked.read(&server, &mut framer).expect("peek"), 8);
+        assert_eq!(framer.buffered(), b"{\"a\":1}\0{\"b\":2}\0");
+        assert_eq!(queued(&server), 16);
+
+        // A read that finds nothing takes everything peeked off the socket.
+        framer.reserve_for_read();
+        let nothing = peeked
+            .read(&server, &mut framer)
+            .expect_err("nothing to read");
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+        assert!(peeked.is_empty());
+        assert_eq!(queued(&server), 0);
+
+        // A peek that ends inside a message takes the bytes off at once.
+        send_and_wait(&mut client, &server, b"{\"c\":").await;
+        framer.reserve_for_read();
+        assert_eq!(peeked.read(&server, &mut framer).expect("peek"), 5);
+        assert!(peeked.is_empty());
+        assert_eq!(queued(&server), 0);
+
+        // Turned off, reads take the bytes as usual, and nothing is read twice.
+        peeked.stop(&server).expect("stop");
+        send_and_wait(&mut client, &server, b"3}\0").await;
+        framer.reserve_for_read();
+        let n = server.try_read_buf(framer.buffer_mut()).expect("read");
+        assert_eq!(n, 3);
+        assert_eq!(queued(&server), 0);
+        assert_eq!(framer.buffered(), b"{\"a\":1}\0{\"b\":2}\0{\"c\":3}\0");
+    }
+}
