@@ -201,6 +201,24 @@ fn check_reply(reply: &[u8]) -> Result<(), String> {
 /// message it cannot take, or stops accepting).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Exits with the reason the first call failed; a read that timed out (the socket reports it
+/// as `EAGAIN`) is named as such.
+fn first_call_failed(error: &std::io::Error) -> ! {
+    if matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        eprintln!(
+            "lrpc-load: the first call failed: no reply within {} s (is the message too large \
+             for the server, or is it stalled?)",
+            REPLY_TIMEOUT.as_secs()
+        );
+    } else {
+        eprintln!("lrpc-load: the first call failed: {error}");
+    }
+    std::process::exit(76);
+}
+
 fn connect(socket: &Path) -> UnixStream {
     let stream = UnixStream::connect(socket).unwrap_or_else(|e| {
         eprintln!("lrpc-load: cannot connect to {}: {e}", socket.display());
@@ -231,10 +249,7 @@ fn run(options: &Options) {
                     std::process::exit(1);
                 }
             }
-            Err(e) => {
-                eprintln!("lrpc-load: the first call failed: {e}");
-                std::process::exit(76);
-            }
+            Err(e) => first_call_failed(&e),
         }
     }
 
@@ -428,10 +443,7 @@ fn first(options: &Options) {
     stream
         .set_read_timeout(Some(REPLY_TIMEOUT))
         .expect("set a read timeout");
-    let reply = first_reply(&mut stream, &call).unwrap_or_else(|e| {
-        eprintln!("lrpc-load: the first call failed: {e}");
-        std::process::exit(76);
-    });
+    let reply = first_reply(&mut stream, &call).unwrap_or_else(|e| first_call_failed(&e));
     let elapsed = began.elapsed();
     if let Err(message) = check_reply(&reply) {
         eprintln!("lrpc-load: {message}");
