@@ -265,16 +265,20 @@ impl<'de> Deserializer<'de> {
         Ok(())
     }
 
-    /// The array at `pos` through `visitor`, then its closing bracket.
-    fn seq<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+    /// `visit` on the array or object whose opening bracket is at `pos`, one level deeper;
+    /// `pos` ends where the visit left it, before the closing bracket.
+    #[inline]
+    fn nested<T>(&mut self, visit: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.enter()?;
         self.pos += 1;
-        let value = visitor.visit_seq(Elements {
-            de: &mut *self,
-            first: true,
-        });
+        let value = visit(self);
         self.remaining_depth += 1;
-        let value = value?;
+        value
+    }
+
+    /// The array at `pos` through `visitor`, then its closing bracket.
+    fn seq<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        let value = self.nested(|de| visitor.visit_seq(Elements { de, first: true }))?;
         match self.peek() {
             Some(b']') => {
                 self.pos += 1;
@@ -287,14 +291,7 @@ impl<'de> Deserializer<'de> {
 
     /// The object at `pos` through `visitor`, then its closing brace.
     fn map<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
-        self.enter()?;
-        self.pos += 1;
-        let value = visitor.visit_map(Entries {
-            de: &mut *self,
-            first: true,
-        });
-        self.remaining_depth += 1;
-        let value = value?;
+        let value = self.nested(|de| visitor.visit_map(Entries { de, first: true }))?;
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
@@ -541,11 +538,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     ) -> Result<V::Value> {
         match self.peek() {
             Some(b'{') => {
-                self.enter()?;
-                self.pos += 1;
-                let value = visitor.visit_enum(VariantEntry { de: &mut *self });
-                self.remaining_depth += 1;
-                let value = value?;
+                let value = self.nested(|de| visitor.visit_enum(VariantEntry { de }))?;
                 match self.peek() {
                     Some(b'}') => {
                         self.pos += 1;
