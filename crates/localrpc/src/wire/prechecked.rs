@@ -372,14 +372,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 self.literal(b"null")?;
                 visitor.visit_unit()
             }
-            Some(b't') => {
-                self.literal(b"true")?;
-                visitor.visit_bool(true)
-            }
-            Some(b'f') => {
-                self.literal(b"false")?;
-                visitor.visit_bool(false)
-            }
+            Some(b't' | b'f') => self.deserialize_bool(visitor),
             _ => self.delegate_value(visitor, Extent::Number, |json, visitor| {
                 json.deserialize_any(visitor)
             }),
