@@ -41,7 +41,7 @@ use super::peek::Peeked;
 use super::sequential::{self, Slots, Socket};
 use super::{Server, ServerConfig, ServerStats};
 use crate::service::{
-    BoxFuture, Dispatched, Output, Peer, PidfdSocketGuard, Service, UpgradeHandler,
+    BoxFuture, Dispatched, LastMethod, Output, Peer, PidfdSocketGuard, Service, UpgradeHandler,
 };
 use crate::transport::{FdReceiver, Received, Stream, UpgradedStream, write_all_with_fds};
 use crate::wire::{Framer, READ_RESERVE};
@@ -247,9 +247,11 @@ impl Output for ConnectionOutput {
 
 /// The read side of a connection: the framer, and the descriptor receiver when the
 /// connection reads with `recvmsg` (the service accepts fds and the stream is a Unix socket).
-struct Input {
+struct Input<'s> {
     framer: Framer,
     fds: Option<FdReceiver>,
+    /// The method this connection called last (see `LastMethod`).
+    last_method: LastMethod<'s>,
 }
 
 /// Why a connection ended, for the log.
@@ -297,6 +299,7 @@ pub(super) async fn run(
         framer: Framer::new(config.max_message_size),
         fds: (service.accepts_fds() && stream.can_pass_fds())
             .then(|| FdReceiver::new(config.max_fds_per_message, 2 * config.max_fds_per_message)),
+        last_method: LastMethod::default(),
     };
     let mut output = ConnectionOutput {
         pidfd_guard,
@@ -352,9 +355,9 @@ pub(super) async fn run(
     }
 }
 
-async fn serve(
-    env: &Env<'_>,
-    input: &mut Input,
+async fn serve<'s>(
+    env: &Env<'s>,
+    input: &mut Input<'s>,
     output: &mut ConnectionOutput,
     draining: &mut watch::Receiver<bool>,
 ) -> End {
@@ -452,17 +455,18 @@ async fn serve(
 
 /// Dispatches every complete message buffered, in order, then writes the batch's replies
 /// with one write. Returns how many calls it dispatched, or how the connection ends.
-async fn dispatch_buffered(
-    env: &Env<'_>,
-    input: &mut Input,
+async fn dispatch_buffered<'s>(
+    env: &Env<'s>,
+    input: &mut Input<'s>,
     output: &mut ConnectionOutput,
     small_calls: &mut u32,
 ) -> Result<u32, End> {
-    let Input { framer, fds } = input;
+    // (Fields through `input` rather than one reference each: `input` alone is kept in this
+    // function's future, across the handler's `await`.)
     let mut calls = 0;
     loop {
-        let start = framer.position();
-        let len = match framer.next_message_len() {
+        let start = input.framer.position();
+        let len = match input.framer.next_message_len() {
             Ok(Some(len)) => len,
             Ok(None) => break,
             Err(too_large) => {
@@ -474,15 +478,18 @@ async fn dispatch_buffered(
         calls += 1;
         ServerStats::bump(&env.stats.calls);
         // The message is handled where it was read, then dropped from the buffer.
-        let message = &framer.buffered()[..len];
+        let message = &input.framer.buffered()[..len];
         // One `await` for calls with and without descriptors: two made the connection's
         // future 48 bytes larger.
-        let fds = fds.as_mut().map_or_else(Vec::new, |fds| fds.take(start));
+        let fds = input
+            .fds
+            .as_mut()
+            .map_or_else(Vec::new, |fds| fds.take(start));
         let dispatched = env
             .service
-            .handle_peer_with_fds(message, env.peer, fds, output)
+            .handle_on_connection(message, env.peer, fds, output, &mut input.last_method)
             .await;
-        framer.consume_message(len);
+        input.framer.consume_message(len);
         if len > READ_RESERVE || output.pending.len() > KEEP_OUTPUT_CAPACITY {
             *small_calls = 0;
         } else {
@@ -518,9 +525,9 @@ async fn dispatch_buffered(
 /// One turn of sequential mode (see `sequential`), in one of the server's places: makes the
 /// socket blocking, runs a session on this thread, and registers the socket with the runtime
 /// again. `Some` when the connection ended meanwhile.
-async fn serve_sequentially(
-    env: &Env<'_>,
-    input: &mut Input,
+async fn serve_sequentially<'s>(
+    env: &Env<'s>,
+    input: &mut Input<'s>,
     output: &mut ConnectionOutput,
     small_calls: &mut u32,
     streak: &mut sequential::Streak,
@@ -575,9 +582,9 @@ enum Handback {
 /// Serves the connection in sequential mode (see `sequential`): reads each call with a
 /// blocking `recv` and dispatches it, while `on_thread` holds and the calls keep coming one
 /// at a time. Returns to let the runtime's loop go on, or with how the connection ends.
-async fn sequential_session(
-    env: &Env<'_>,
-    input: &mut Input,
+async fn sequential_session<'s>(
+    env: &Env<'s>,
+    input: &mut Input<'s>,
     output: &mut ConnectionOutput,
     small_calls: &mut u32,
     on_thread: &AtomicBool,

@@ -13,6 +13,7 @@ pub(crate) use context::PidfdSocketGuard;
 pub use context::{CallContext, InvalidOpId, OpId, Peer, PeerCredentials, PeerPidfd};
 pub use error::{ErrorReply, ORG_VARLINK_SERVICE};
 pub use policy::AccessPolicy;
+pub(crate) use registry::LastMethod;
 pub use registry::{
     BoxFuture, BuildError, CALL_LOG, CALL_TIMED_OUT, Call, Dispatched, FDS_NOT_ACCEPTED,
     FDS_NOT_SUPPORTED, HandlerFuture, InterfaceBuilder, MethodHandler, MethodResult, Output,

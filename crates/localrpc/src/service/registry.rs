@@ -477,6 +477,13 @@ struct MethodSlot {
     accepts_fds: bool,
 }
 
+/// The method a connection called last, if it was found: a connection that calls one method
+/// again and again (as most do) finds it with one comparison of its name instead of a hash
+/// lookup. Kept by the connection, for the one service it was found in.
+/// (Its indexes, as the service's map holds them: one word in every connection's future.)
+#[derive(Default)]
+pub(crate) struct LastMethod<'s>(Option<&'s (usize, usize)>);
+
 /// A method found in the registry.
 #[derive(Clone, Copy)]
 struct Target<'s> {
@@ -1031,6 +1038,20 @@ impl Service {
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
     ) -> Result<Dispatched, ProtocolError> {
+        self.handle_on_connection(message, peer, fds, out, &mut LastMethod::default())
+            .await
+    }
+
+    /// [`Service::handle_peer_with_fds`] for a call on a connection that keeps the method it
+    /// called last (`last`, only ever used with this service).
+    pub(crate) async fn handle_on_connection<'s>(
+        &'s self,
+        message: &[u8],
+        peer: &Peer,
+        fds: Vec<OwnedFd>,
+        out: &mut dyn Output,
+        last: &mut LastMethod<'s>,
+    ) -> Result<Dispatched, ProtocolError> {
         // The method is looked up and its parameters checked while the envelope is read, so
         // that they are read once (the envelope skips them when the check accepts them).
         // (In a block: `found` is borrowed by the check, and a borrowed local would otherwise
@@ -1040,7 +1061,14 @@ impl Service {
             let mut found = None;
             let (call, checked) =
                 CallMessage::parse_envelope_checking(message, |method, parameters| {
-                    let target = self.target(method)?;
+                    let target = match last.0.map(|&at| self.target_at(at)) {
+                        Some(target) if *target.slot.full_name == *method => target,
+                        _ => {
+                            let at = self.methods.get(method)?;
+                            last.0 = Some(at);
+                            self.target_at(*at)
+                        }
+                    };
                     found = Some(target);
                     // A method's full name is its interface's, a dot and the member.
                     let member_start = target.entry.idl.name.len() + 1;
@@ -1100,12 +1128,16 @@ impl Service {
 
     /// The entry and slot of `method` (`interface.Method`), if both exist.
     fn target(&self, method: &str) -> Option<Target<'_>> {
-        let &(interface, slot) = self.methods.get(method)?;
+        self.methods.get(method).map(|&at| self.target_at(at))
+    }
+
+    /// The entry and slot at these indexes (a value of `methods`).
+    fn target_at(&self, (interface, slot): (usize, usize)) -> Target<'_> {
         let entry = &self.interfaces[interface];
-        Some(Target {
+        Target {
             entry,
             slot: &entry.methods[slot],
-        })
+        }
     }
 
     /// Routes a parsed call to its handler; `prechecked` is its method when the envelope's
