@@ -1059,10 +1059,13 @@ impl Service {
         // connection's future.)
         let (call, checked) = {
             let mut found = None;
-            let (call, checked) =
-                CallMessage::parse_envelope_checking(message, |method, parameters| {
-                    let target = match last.0.map(|&at| self.target_at(at)) {
-                        Some(target) if *target.slot.full_name == *method => target,
+            let expected = last.0.map(|&at| self.target_at(at));
+            let (call, checked) = CallMessage::parse_envelope_expecting(
+                message,
+                expected.map(|target| &*target.slot.full_name),
+                |method, as_expected, parameters| {
+                    let target = match expected {
+                        Some(target) if as_expected => target,
                         _ => {
                             let at = self.methods.get(method)?;
                             last.0 = Some(at);
@@ -1073,7 +1076,8 @@ impl Service {
                     // A method's full name is its interface's, a dot and the member.
                     let member_start = target.entry.idl.name.len() + 1;
                     Some((member_start, target.accepts_prefix(parameters)?))
-                })?;
+                },
+            )?;
             // Unless its check was used, the envelope may have been read another way.
             (call, if checked { found } else { None })
         };

@@ -131,8 +131,23 @@ impl<'a> CallMessage<'a> {
         bytes: &'a [u8],
         check: impl FnOnce(&'a str, &'a str) -> Option<(usize, usize)>,
     ) -> Result<(Self, bool), ProtocolError> {
+        CallMessage::parse_envelope_expecting(bytes, None, |method, _, parameters| {
+            check(method, parameters)
+        })
+    }
+
+    /// [`CallMessage::parse_envelope_checking`] for a message whose method is likely
+    /// `expected` (a connection's last one): the name is compared in place with it first,
+    /// rather than scanned for its end and escapes, and `check` learns whether it was
+    /// `expected` (its second argument). `expected` must need no escape (no `"`, `\` or
+    /// control byte), as every registered method name. The call is the same either way.
+    pub(crate) fn parse_envelope_expecting(
+        bytes: &'a [u8],
+        expected: Option<&str>,
+        check: impl FnOnce(&'a str, bool, &'a str) -> Option<(usize, usize)>,
+    ) -> Result<(Self, bool), ProtocolError> {
         let text = message_text(bytes)?;
-        if let Some(found) = scan_canonical(text, check) {
+        if let Some(found) = scan_canonical(text, expected, check) {
             return Ok(found);
         }
         let mut de = serde_json::Deserializer::from_str(text);
@@ -359,7 +374,8 @@ impl<'de> Visitor<'de> for IsRawValueToken {
 /// length was used.
 fn scan_canonical<'a>(
     text: &'a str,
-    check: impl FnOnce(&'a str, &'a str) -> Option<(usize, usize)>,
+    expected: Option<&str>,
+    check: impl FnOnce(&'a str, bool, &'a str) -> Option<(usize, usize)>,
 ) -> Option<(CallMessage<'a>, bool)> {
     let bytes = text.as_bytes();
     let mut at = skip_whitespace(bytes, 0);
@@ -367,6 +383,8 @@ fn scan_canonical<'a>(
         return None;
     }
     let mut method: Option<&str> = None;
+    // Whether the method is `expected`.
+    let mut as_expected = false;
     // Where the member starts in the method name: from `check`, or found at the end.
     let mut member_start = None;
     let mut check = Some(check);
@@ -386,7 +404,13 @@ fn scan_canonical<'a>(
         at = skip_whitespace(bytes, at + 1);
         at = match key {
             Key::Method if method.is_none() => {
-                let (name, after) = plain_string(text, at)?;
+                let (name, after) = match expected.and_then(|name| quoted_at(text, at, name)) {
+                    Some(found) => {
+                        as_expected = true;
+                        found
+                    }
+                    None => plain_string(text, at)?,
+                };
                 method = Some(name);
                 after
             }
@@ -399,7 +423,7 @@ fn scan_canonical<'a>(
                     // (then its length, and only then, stands in for the bracket matching).
                     let checked_end = match (method, check.take()) {
                         (Some(name), Some(check)) if bytes.get(at) == Some(&b'{') => {
-                            check(name, &text[at..]).map(|(start, len)| {
+                            check(name, as_expected, &text[at..]).map(|(start, len)| {
                                 debug_assert_eq!(Some(start), qualified_member_start(name));
                                 member_start = Some(start);
                                 at + len
@@ -502,6 +526,19 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// `"name"` at `at`: `name` as it is in `text`, and the index after its closing quote; what
+/// [`plain_string`] returns there when `name` needs no escape.
+fn quoted_at<'a>(text: &'a str, at: usize, name: &str) -> Option<(&'a str, usize)> {
+    debug_assert!(!name.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]));
+    let end = at + 1 + name.len();
+    let bytes = text.as_bytes();
+    let found = bytes.get(end) == Some(&b'"')
+        && bytes[at] == b'"'
+        && bytes[at + 1..end] == *name.as_bytes();
+    // Between two quotes (ASCII, so on character boundaries).
+    found.then(|| (&text[at + 1..end], end + 1))
 }
 
 /// A string at `at` without escapes or control characters, and the index after its closing
@@ -1107,7 +1144,7 @@ mod fast_path_tests {
         /// `parse` (fast path + syntax check) agrees with the reference on every input.
         #[test]
         fn fast_path_agrees_with_serde_json(text in envelope()) {
-            if let Some((fast, _)) = scan_canonical(&text, |_, _| None) {
+            if let Some((fast, _)) = scan_canonical(&text, None, |_, _, _| None) {
                 let slow = reference(&text);
                 // The fast path leaves the parameters' syntax to later: compare only where
                 // they are valid JSON, and otherwise `parse` must still fail.
@@ -1156,6 +1193,26 @@ mod fast_path_tests {
             if checked {
                 prop_assert_eq!(Some(call.parameters), taken, "{:?}", text);
                 prop_assert!(validate_json(call.parameters).is_ok());
+            }
+        }
+        // Expecting a method, the right one or a near miss, changes nothing either; the check
+        // learns it was the expected one exactly when it was.
+        for expected in ["a.b.C", "a.b.Cx", "a.b.", "io.x.Echo2", "ä.b.C"] {
+            let mut asked = None;
+            let expecting = CallMessage::parse_envelope_expecting(
+                text.as_bytes(),
+                Some(expected),
+                |method, as_expected, rest| {
+                    asked = Some((method.to_owned(), as_expected));
+                    Some((qualified_member_start(method)?, honest_check(rest)?))
+                },
+            );
+            let checking = CallMessage::parse_envelope_checking(text.as_bytes(), |method, rest| {
+                Some((qualified_member_start(method)?, honest_check(rest)?))
+            });
+            prop_assert_eq!(&expecting, &checking, "{:?} expecting {}", text, expected);
+            if let Some((method, as_expected)) = asked {
+                prop_assert_eq!(as_expected, method == expected, "{:?}", text);
             }
         }
         Ok(())
@@ -1310,8 +1367,8 @@ mod fast_path_tests {
             r#" { "parameters" : null , "method" : "a.b.C" , "more" : true } "#,
             r#"{"method":"a.b.C","parameters":{"x":"\"}"},"oneway":true}"#,
         ] {
-            let (fast, _) =
-                scan_canonical(text, |_, _| None).unwrap_or_else(|| panic!("slow path for {text}"));
+            let (fast, _) = scan_canonical(text, None, |_, _, _| None)
+                .unwrap_or_else(|| panic!("slow path for {text}"));
             assert_eq!(Ok(fast), reference(text));
         }
     }
