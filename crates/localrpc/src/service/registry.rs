@@ -1177,7 +1177,7 @@ impl Service {
                 }
             },
         };
-        let (entry, slot, input) = (target.entry, target.slot, target.input());
+        let (entry, slot) = (target.entry, target.slot);
         if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
             && !policy.allows(peer.credentials.as_ref())
         {
@@ -1198,18 +1198,23 @@ impl Service {
             json: call.parameters,
             map: OnceLock::new(),
         };
+        // The declaration is looked up only here, when the envelope's reader did not check
+        // the parameters already (most calls need none of it).
         let checked = if parameters_checked {
             Ok(())
-        } else if entry.zero_values {
-            // The slow path, for parity with peers that leave parameters out: fill in a map
-            // and check that; handlers then decode from the map.
-            let mut map = parameters_map(call.parameters)?;
-            localrpc_idl::fill_zero_values(&entry.idl, input, &mut map);
-            let checked = localrpc_idl::check_parameters(&entry.idl, input, &map);
-            let _ = parameters.map.set(Box::new(map));
-            checked
         } else {
-            localrpc_idl::check_parameters_str(&entry.idl, input, call.parameters)
+            let input = target.input();
+            if entry.zero_values {
+                // The slow path, for parity with peers that leave parameters out: fill in a
+                // map and check that; handlers then decode from the map.
+                let mut map = parameters_map(call.parameters)?;
+                localrpc_idl::fill_zero_values(&entry.idl, input, &mut map);
+                let checked = localrpc_idl::check_parameters(&entry.idl, input, &map);
+                let _ = parameters.map.set(Box::new(map));
+                checked
+            } else {
+                localrpc_idl::check_parameters_str(&entry.idl, input, call.parameters)
+            }
         };
         if let Err(error) = checked {
             if error.path.is_empty() && error.reason.starts_with("invalid JSON") {
