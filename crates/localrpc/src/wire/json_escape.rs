@@ -25,6 +25,21 @@ const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 /// writes a `&str`.
 #[inline]
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    let mut quoted = [b'"'; 18];
+    if short_clean_quoted(s.as_bytes(), &mut quoted) {
+        // The whole buffer goes out (a copy of constant length, so no call to memcpy), then
+        // what follows the closing quote is cut off again.
+        let end = out.len() + s.len() + 2;
+        out.extend_from_slice(&quoted);
+        out.truncate(end);
+    } else {
+        write_long_or_escaped(out, s);
+    }
+}
+
+/// [`write_json_string`] for a string that [`short_clean_quoted`] does not take.
+#[inline(never)]
+fn write_long_or_escaped(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     write_json_string_contents(out, s);
@@ -74,6 +89,44 @@ fn short_is_clean(bytes: &[u8]) -> bool {
     match bytes.first_chunk::<8>() {
         Some(head) => escape_mask(u64::from_le_bytes(*head)) | escape_mask(last_word(bytes)) == 0,
         None => escape_mask(last_word(bytes)) == 0,
+    }
+}
+
+/// Whether `bytes` are at most 16 that need no escape; if so, they are written into `quoted`
+/// (which holds quotes) after its first byte, followed by a quote. The bytes after that quote
+/// have no meaning. A short value's whole JSON string, put together with word loads and
+/// stores.
+#[inline(always)]
+fn short_clean_quoted(bytes: &[u8], quoted: &mut [u8; 18]) -> bool {
+    let n = bytes.len();
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(last)) if n <= 16 => {
+            if escape_mask(u64::from_le_bytes(*head)) | escape_mask(u64::from_le_bytes(*last)) != 0
+            {
+                return false;
+            }
+            quoted[1..9].copy_from_slice(head);
+            let Some(tail) = quoted.get_mut(n - 7..n + 1) else {
+                return false;
+            };
+            tail.copy_from_slice(last);
+        }
+        (None, _) => {
+            // Fewer than eight: padded with spaces, which the closing quote then covers.
+            let word = last_word(bytes);
+            if escape_mask(word) != 0 {
+                return false;
+            }
+            quoted[1..9].copy_from_slice(&word.to_le_bytes());
+        }
+        _ => return false,
+    }
+    match quoted.get_mut(n + 1) {
+        Some(close) => {
+            *close = b'"';
+            true
+        }
+        None => false,
     }
 }
 
@@ -321,6 +374,22 @@ pub(super) mod tests {
         let mut contents = b"x".to_vec();
         write_json_string_contents(&mut contents, "\t");
         assert_eq!(contents, b"x\\t");
+    }
+
+    /// Clean strings of every length the short path takes and a little beyond, ASCII and
+    /// multi-byte, after what is already written: exactly their quoted bytes are added.
+    #[test]
+    fn short_clean_strings_are_written_whole() {
+        for len in 0..=20 {
+            let ascii: String = ('a'..='z').cycle().take(len).collect();
+            let wide: String = "é\u{7f}/€".chars().cycle().take(len).collect();
+            for s in [ascii, wide] {
+                let mut out = b"{\"text\":".to_vec();
+                write_json_string(&mut out, &s);
+                let expected = format!("{{\"text\":{}", serde_json::to_string(&s).unwrap());
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{s:?}");
+            }
+        }
     }
 
     #[test]
