@@ -540,8 +540,9 @@ fn plain_eq(key: &[u8], name: &[u8]) -> bool {
         return false;
     }
     match name.len() {
-        1..=8 => short_word(key)
-            .is_some_and(|word| Some(word) == short_word(name) && special_bytes(word) == 0),
+        1..=8 => {
+            short_words(key, name).is_some_and(|(key, name)| key == name && special_bytes(key) == 0)
+        }
         9..=16 => ends(key).is_some_and(|(first, last)| {
             Some((first, last)) == ends(name) && special_bytes(first) | special_bytes(last) == 0
         }),
@@ -553,25 +554,32 @@ fn plain_eq(key: &[u8], name: &[u8]) -> bool {
     }
 }
 
-/// All of `s`, of one to eight bytes, in one word: its first and last four bytes (two for
-/// fewer than four, overlapping unless `s` has 2 or 4), padded with `_` (plain text).
+/// All of `key` and all of `name`, of the same length from one to eight bytes, in one word
+/// each: their first and last four bytes (two for fewer than four, overlapping unless they
+/// have 2 or 4), padded with `_` (plain text). One test of the length serves both.
 #[inline(always)]
-fn short_word(s: &[u8]) -> Option<u64> {
+fn short_words(key: &[u8], name: &[u8]) -> Option<(u64, u64)> {
     const PAD: u64 = 0x5f5f_5f5f_5f5f_5f5f;
-    Some(match s.len() {
-        1 => u64::from(*s.first()?) | PAD << 8,
-        2..4 => {
-            let first = u16::from_le_bytes(*s.first_chunk()?);
-            let last = u16::from_le_bytes(*s.last_chunk()?);
-            u64::from(first) | u64::from(last) << 16 | PAD << 32
-        }
-        4..=8 => {
-            let first = u32::from_le_bytes(*s.first_chunk()?);
-            let last = u32::from_le_bytes(*s.last_chunk()?);
-            u64::from(first) | u64::from(last) << 32
-        }
-        _ => return None,
-    })
+    if key.len() != name.len() {
+        return None;
+    }
+    let one = |s: &[u8]| Some(u64::from(*s.first()?) | PAD << 8);
+    let two = |s: &[u8]| {
+        let first = u16::from_le_bytes(*s.first_chunk()?);
+        let last = u16::from_le_bytes(*s.last_chunk()?);
+        Some(u64::from(first) | u64::from(last) << 16 | PAD << 32)
+    };
+    let four = |s: &[u8]| {
+        let first = u32::from_le_bytes(*s.first_chunk()?);
+        let last = u32::from_le_bytes(*s.last_chunk()?);
+        Some(u64::from(first) | u64::from(last) << 32)
+    };
+    match name.len() {
+        1 => Some((one(key)?, one(name)?)),
+        2..4 => Some((two(key)?, two(name)?)),
+        4..=8 => Some((four(key)?, four(name)?)),
+        _ => None,
+    }
 }
 
 /// Whether `ty` is `?T`.
