@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::peek::Peeked;
 use super::sequential::{self, Slots, Socket};
-use super::{Server, ServerConfig, ServerStats};
+use super::{ActiveConnection, Server, ServerConfig, ServerStats};
 use crate::service::{
     BoxFuture, Dispatched, LastMethod, Output, Peer, PidfdSocketGuard, Service, UpgradeHandler,
 };
@@ -285,73 +285,88 @@ struct Env<'a> {
     draining: &'a watch::Sender<bool>,
 }
 
-/// The connection's loop, until it ends; then its buffers go, and an upgraded stream goes
-/// on to its handler.
-pub(super) async fn run(
-    server: &Server,
+/// The connection's future (spawned as its task): its loop, until it ends; then its buffers
+/// go, and an upgraded stream goes on to its handler. `admitted` counts the connection as open
+/// until the future ends.
+///
+/// The state is built here and moved into an `async` block rather than passed to an `async
+/// fn`: such a function keeps its arguments in its future besides the copies its body makes
+/// of them (rust-lang/rust#62958), and a block's captures stay in place. Every connection's
+/// task carried the stream, the peer and the server three times over.
+pub(super) fn run(
+    server: Server,
+    admitted: ActiveConnection,
     mut draining: watch::Receiver<bool>,
     stream: Stream,
     pidfd_guard: Option<PidfdSocketGuard>,
     peer: Peer,
-) {
-    let (service, config) = (&*server.service, &*server.config);
-    let mut input = Input {
-        framer: Framer::new(config.max_message_size),
-        fds: (service.accepts_fds() && stream.can_pass_fds())
-            .then(|| FdReceiver::new(config.max_fds_per_message, 2 * config.max_fds_per_message)),
-        last_method: LastMethod::default(),
-    };
+) -> impl Future<Output = ()> + Send + 'static {
+    let can_pass_fds = stream.can_pass_fds();
     let mut output = ConnectionOutput {
         pidfd_guard,
         socket: Socket::Registered(stream),
         pending: Vec::new(),
         pending_fds: Vec::new(),
-        write_timeout: config.write_timeout,
+        write_timeout: server.config.write_timeout,
         peeked: Peeked::default(),
     };
-    let env = Env {
-        service,
-        config,
-        stats: &server.stats,
-        peer: &peer,
-        sequential: &server.sequential,
-        draining: &server.draining,
-    };
-    let end = serve(&env, &mut input, &mut output, &mut draining).await;
-    if !matches!(end, End::Upgrade(_)) {
-        // Give large buffers back now rather than when the task is dropped, so the allocator
-        // can return them to the system.
-        spare_read_buffers::give_back(&mut input.framer);
-        let freed = input.framer.capacity() + output.pending.capacity();
-        input.framer = Framer::new(config.max_message_size);
-        output.pending = Vec::new();
-        if freed >= RETURN_MEMORY_AFTER_FREEING {
-            return_free_memory();
-        }
-    }
-    match end {
-        End::PeerClosed => tracing::trace!(peer = ?peer.credentials, "connection finished"),
-        End::Drained => {
-            tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
-        }
-        End::Upgrade(handler) => {
-            // The socket moves on into the upgraded stream: a pidfd not taken by now stays so.
-            drop(output.pidfd_guard.take());
-            if let Err(e) = output.stop_peeking() {
-                tracing::warn!(peer = ?peer.credentials, "closing connection: {e}");
-                return;
+    async move {
+        let (service, config) = (&*server.service, &*server.config);
+        let mut input = Input {
+            framer: Framer::new(config.max_message_size),
+            fds: (service.accepts_fds() && can_pass_fds).then(|| {
+                FdReceiver::new(config.max_fds_per_message, 2 * config.max_fds_per_message)
+            }),
+            last_method: LastMethod::default(),
+        };
+        let env = Env {
+            service,
+            config,
+            stats: &server.stats,
+            peer: &peer,
+            sequential: &server.sequential,
+            draining: &server.draining,
+        };
+        let end = serve(&env, &mut input, &mut output, &mut draining).await;
+        if !matches!(end, End::Upgrade(_)) {
+            // Give large buffers back now rather than when the task is dropped, so the
+            // allocator can return them to the system.
+            spare_read_buffers::give_back(&mut input.framer);
+            let freed = input.framer.capacity() + output.pending.capacity();
+            input.framer = Framer::new(config.max_message_size);
+            output.pending = Vec::new();
+            if freed >= RETURN_MEMORY_AFTER_FREEING {
+                return_free_memory();
             }
-            match output.socket.into_stream() {
-                Ok(stream) => {
-                    let raw = UpgradedStream::new(input.framer.take_buffered(), stream);
-                    handler(Box::new(raw)).await;
+        }
+        match end {
+            End::PeerClosed => tracing::trace!(peer = ?peer.credentials, "connection finished"),
+            End::Drained => {
+                tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
+            }
+            End::Upgrade(handler) => {
+                // The socket moves on into the upgraded stream: a pidfd not taken by now
+                // stays so.
+                drop(output.pidfd_guard.take());
+                if let Err(e) = output.stop_peeking() {
+                    tracing::warn!(peer = ?peer.credentials, "closing connection: {e}");
+                    return;
                 }
-                Err(e) => tracing::warn!(peer = ?peer.credentials, "closing connection: {e}"),
+                match output.socket.into_stream() {
+                    Ok(stream) => {
+                        let raw = UpgradedStream::new(input.framer.take_buffered(), stream);
+                        handler(Box::new(raw)).await;
+                    }
+                    Err(e) => tracing::warn!(peer = ?peer.credentials, "closing connection: {e}"),
+                }
+            }
+            End::Closed(why, detail) => {
+                tracing::warn!(peer = ?peer.credentials, %detail, "closing connection: {why}");
             }
         }
-        End::Closed(why, detail) => {
-            tracing::warn!(peer = ?peer.credentials, %detail, "closing connection: {why}");
-        }
+        // Open until here (an early return drops it too). Dropped rather than bound to a
+        // local at the start, which would be a second copy in the future.
+        drop(admitted);
     }
 }
 

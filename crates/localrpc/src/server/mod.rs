@@ -266,10 +266,7 @@ impl Server {
             match listener.accept().await {
                 Ok((stream, peer)) => match self.admit(peer) {
                     Some(admitted) => {
-                        let server = self.clone();
-                        tokio::spawn(
-                            async move { server.run_connection(admitted, stream, peer).await },
-                        );
+                        tokio::spawn(self.clone().run_connection(admitted, stream, peer));
                     }
                     None => self.refuse(stream, peer),
                 },
@@ -286,17 +283,24 @@ impl Server {
     /// The connection limits apply: over a limit, the stream is closed at once.
     pub async fn serve_connection(&self, stream: Stream, peer: Option<PeerCredentials>) {
         match self.admit(peer) {
-            Some(admitted) => self.run_connection(admitted, stream, peer).await,
+            Some(admitted) => self.clone().run_connection(admitted, stream, peer).await,
             None => self.refuse(stream, peer),
         }
     }
 
-    async fn run_connection(
-        &self,
-        _admitted: ActiveConnection,
+    /// The future that serves an admitted connection (see `connection::run`), counted as open
+    /// until it ends.
+    ///
+    /// A function that returns the connection's future rather than an `async fn`: an async
+    /// function's arguments stay in its future for its whole life, besides the copies its
+    /// body moves on (rust-lang/rust#62958), so each layer between the spawn and the
+    /// connection's loop made every connection's task larger by its arguments.
+    fn run_connection(
+        self,
+        admitted: ActiveConnection,
         stream: Stream,
         peer: Option<PeerCredentials>,
-    ) {
+    ) -> impl Future<Output = ()> + Send + 'static {
         ServerStats::bump(&self.stats.connections_accepted);
         let draining = self.draining.subscribe();
         let (pidfd, pidfd_guard) = match stream.unix_socket_fd() {
@@ -310,7 +314,7 @@ impl Server {
             credentials: peer,
             pidfd,
         };
-        connection::run(self, draining, stream, pidfd_guard, peer).await;
+        connection::run(self, admitted, draining, stream, pidfd_guard, peer)
     }
 
     /// Counts a new connection in, or `None` when a limit is reached.
