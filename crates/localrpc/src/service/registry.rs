@@ -1044,90 +1044,96 @@ impl Service {
 
     /// [`Service::handle_peer_with_fds`] for a call on a connection that keeps the method it
     /// called last (`last`, only ever used with this service).
-    pub(crate) async fn handle_on_connection<'s>(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep a second copy of its arguments in its future"
+    )]
+    pub(crate) fn handle_on_connection<'s>(
         &'s self,
         message: &[u8],
         peer: &Peer,
         fds: Vec<OwnedFd>,
         out: &mut dyn Output,
         last: &mut LastMethod<'s>,
-    ) -> Result<Dispatched, ProtocolError> {
-        // The method is looked up and its parameters checked while the envelope is read, so
-        // that they are read once (the envelope skips them when the check accepts them).
-        // (In a block: `found` is borrowed by the check, and a borrowed local would otherwise
-        // be kept in this function's future across the handler's `await`, in every
-        // connection's future.)
-        let (call, checked) = {
-            let mut found = None;
-            let expected = last.0.map(|&at| self.target_at(at));
-            let (call, checked) = CallMessage::parse_envelope_expecting(
-                message,
-                expected.map(|target| &*target.slot.full_name),
-                |method, as_expected, parameters| {
-                    let target = match expected {
-                        Some(target) if as_expected => target,
-                        _ => {
-                            let at = self.methods.get(method)?;
-                            last.0 = Some(at);
-                            self.target_at(*at)
-                        }
-                    };
-                    found = Some(target);
-                    // A method's full name is its interface's, a dot and the member.
-                    let member_start = target.entry.idl.name.len() + 1;
-                    Some((member_start, target.accepts_prefix(parameters)?))
-                },
-            )?;
-            // Unless its check was used, the envelope may have been read another way.
-            (call, if checked { found } else { None })
-        };
-        let flags = call.flags;
-        let result = self.route(call, checked, peer, fds, out).await?;
-        if flags.oneway {
-            if let Err(error) = &result {
-                tracing::debug!(%error, "oneway call failed; no reply is sent");
+    ) -> impl Future<Output = Result<Dispatched, ProtocolError>> {
+        async move {
+            // The method is looked up and its parameters checked while the envelope is read, so
+            // that they are read once (the envelope skips them when the check accepts them).
+            // (In a block: `found` is borrowed by the check, and a borrowed local would otherwise
+            // be kept in this function's future across the handler's `await`, in every
+            // connection's future.)
+            let (call, checked) = {
+                let mut found = None;
+                let expected = last.0.map(|&at| self.target_at(at));
+                let (call, checked) = CallMessage::parse_envelope_expecting(
+                    message,
+                    expected.map(|target| &*target.slot.full_name),
+                    |method, as_expected, parameters| {
+                        let target = match expected {
+                            Some(target) if as_expected => target,
+                            _ => {
+                                let at = self.methods.get(method)?;
+                                last.0 = Some(at);
+                                self.target_at(*at)
+                            }
+                        };
+                        found = Some(target);
+                        // A method's full name is its interface's, a dot and the member.
+                        let member_start = target.entry.idl.name.len() + 1;
+                        Some((member_start, target.accepts_prefix(parameters)?))
+                    },
+                )?;
+                // Unless its check was used, the envelope may have been read another way.
+                (call, if checked { found } else { None })
+            };
+            let flags = call.flags;
+            let result = self.route(call, checked, peer, fds, out).await?;
+            if flags.oneway {
+                if let Err(error) = &result {
+                    tracing::debug!(%error, "oneway call failed; no reply is sent");
+                }
+                return Ok(Dispatched::Continue);
             }
-            return Ok(Dispatched::Continue);
+            let buffer = out.buffer();
+            let start = buffer.len();
+            let (fds, upgrade) = match result {
+                Ok(Reply::Parameters(parameters)) => {
+                    parameters.append_to(buffer);
+                    (Vec::new(), None)
+                }
+                Ok(Reply::WithFds { parameters, fds }) => {
+                    // Descriptors go only with a reply that was written as intended.
+                    let sent = parameters.append_to(buffer);
+                    (if sent { fds } else { Vec::new() }, None)
+                }
+                Ok(Reply::Upgrade {
+                    parameters,
+                    handler,
+                }) => {
+                    let confirmed = parameters.append_to(buffer);
+                    (Vec::new(), (flags.upgrade && confirmed).then_some(handler))
+                }
+                Ok(Reply::Sent(SentReply(()))) => (Vec::new(), None),
+                Err(ErrorReply { name, parameters }) => {
+                    // A Map always serializes to an object, so encoding cannot fail.
+                    let _ = encode_reply(buffer, &parameters, false, Some(&name));
+                    (Vec::new(), None)
+                }
+            };
+            if !fds.is_empty()
+                && let Err(e) = out.attach_fds(start, fds)
+            {
+                tracing::warn!(error = %e, "reply not sent: its file descriptors cannot be passed");
+                out.buffer().truncate(start);
+                let _ = encode_reply(
+                    out.buffer(),
+                    &json!({ "reason": e.to_string() }),
+                    false,
+                    Some(FDS_NOT_SUPPORTED),
+                );
+            }
+            Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
         }
-        let buffer = out.buffer();
-        let start = buffer.len();
-        let (fds, upgrade) = match result {
-            Ok(Reply::Parameters(parameters)) => {
-                parameters.append_to(buffer);
-                (Vec::new(), None)
-            }
-            Ok(Reply::WithFds { parameters, fds }) => {
-                // Descriptors go only with a reply that was written as intended.
-                let sent = parameters.append_to(buffer);
-                (if sent { fds } else { Vec::new() }, None)
-            }
-            Ok(Reply::Upgrade {
-                parameters,
-                handler,
-            }) => {
-                let confirmed = parameters.append_to(buffer);
-                (Vec::new(), (flags.upgrade && confirmed).then_some(handler))
-            }
-            Ok(Reply::Sent(SentReply(()))) => (Vec::new(), None),
-            Err(ErrorReply { name, parameters }) => {
-                // A Map always serializes to an object, so encoding cannot fail.
-                let _ = encode_reply(buffer, &parameters, false, Some(&name));
-                (Vec::new(), None)
-            }
-        };
-        if !fds.is_empty()
-            && let Err(e) = out.attach_fds(start, fds)
-        {
-            tracing::warn!(error = %e, "reply not sent: its file descriptors cannot be passed");
-            out.buffer().truncate(start);
-            let _ = encode_reply(
-                out.buffer(),
-                &json!({ "reason": e.to_string() }),
-                false,
-                Some(FDS_NOT_SUPPORTED),
-            );
-        }
-        Ok(upgrade.map_or(Dispatched::Continue, Dispatched::Upgrade))
     }
 
     /// The entry and slot of `method` (`interface.Method`), if both exist.
@@ -1203,15 +1209,15 @@ impl Service {
                     ErrorReply::new(FDS_NOT_ACCEPTED, json!({ "method": call.method })),
                 );
             }
-            let parameters = Parameters {
-                json: call.parameters,
-                map: OnceLock::new(),
-            };
             // The declaration is looked up only here, when the envelope's reader did not check
-            // the parameters already (most calls need none of it). (In a block: the verdict, a
-            // borrowed local, would otherwise be kept in every connection's future across the
-            // handler's `await`.)
-            {
+            // the parameters already (most calls need none of it). (In a block: the verdict and
+            // the parameters as borrowed here would otherwise be kept in every connection's
+            // future across the handler's `await`; the block's result is only moved.)
+            let parameters = {
+                let parameters = Parameters {
+                    json: call.parameters,
+                    map: OnceLock::new(),
+                };
                 let checked = if parameters_checked {
                     Ok(())
                 } else {
@@ -1242,7 +1248,8 @@ impl Service {
                         ErrorReply::invalid_parameter(&error.path),
                     ));
                 }
-            }
+                parameters
+            };
             let Some(handler) = &slot.handler else {
                 return Ok(refused(
                     started,
