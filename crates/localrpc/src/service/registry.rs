@@ -1043,7 +1043,9 @@ impl Service {
     }
 
     /// [`Service::handle_peer_with_fds`] for a call on a connection that keeps the method it
-    /// called last (`last`, only ever used with this service).
+    /// called last (`last`, only ever used with this service). The call is routed to its
+    /// handler here; a protocol violation (the connection must close) is the outer error, and
+    /// a call refused before its handler gets its error reply.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn would keep a second copy of its arguments in its future"
@@ -1087,7 +1089,159 @@ impl Service {
                 (call, if checked { found } else { None })
             };
             let flags = call.flags;
-            let result = self.route(call, checked, peer, fds, out).await?;
+            // Routing, in this block rather than a future of its own: awaiting a nested future
+            // cost every call its poll, the copy of its result and an out-of-line drop.
+            let prechecked = checked;
+            let result: MethodResult = 'route: {
+                // Names the call in every log line about it, and in the handler's context.
+                let op_id = OpId::adopt_or_mint(call.op_id);
+                // One debug line per call (target `localrpc::call`), refused or run: the clock is only
+                // read when that line is wanted.
+                let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
+                    .then(std::time::Instant::now);
+                let parameters_checked = prechecked.is_some();
+                let target = match prechecked {
+                    Some(target) => target,
+                    None => match self.target(&call.method) {
+                        Some(target) => target,
+                        None => {
+                            let (interface, _) = call.split_method();
+                            let reply = if self.has_interface(interface) {
+                                ErrorReply::method_not_found(&call.method)
+                            } else {
+                                ErrorReply::interface_not_found(interface)
+                            };
+                            break 'route refuse_unread(started, &call, op_id, reply)?;
+                        }
+                    },
+                };
+                let (entry, slot) = (target.entry, target.slot);
+                if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
+                    && !policy.allows(peer.credentials.as_ref())
+                {
+                    tracing::info!(method = %call.method, %op_id, peer = ?peer.credentials, "permission denied");
+                    break 'route refuse_unread(
+                        started,
+                        &call,
+                        op_id,
+                        ErrorReply::permission_denied(),
+                    )?;
+                }
+                if !fds.is_empty() && !slot.accepts_fds {
+                    tracing::warn!(method = %call.method, %op_id, peer = ?peer.credentials, count = fds.len(),
+                    "closing file descriptors sent to a method that does not accept them");
+                    break 'route refuse_unread(
+                        started,
+                        &call,
+                        op_id,
+                        ErrorReply::new(FDS_NOT_ACCEPTED, json!({ "method": call.method })),
+                    )?;
+                }
+                // The declaration is looked up only here, when the envelope's reader did not check
+                // the parameters already (most calls need none of it). (In a block: the verdict and
+                // the parameters as borrowed here would otherwise be kept in every connection's
+                // future across the handler's `await`; the block's result is only moved.)
+                let parameters = {
+                    let parameters = Parameters {
+                        json: call.parameters,
+                        map: OnceLock::new(),
+                    };
+                    let checked = if parameters_checked {
+                        Ok(())
+                    } else {
+                        let input = target.input();
+                        if entry.zero_values {
+                            // The slow path, for parity with peers that leave parameters out: fill in a
+                            // map and check that; handlers then decode from the map.
+                            let mut map = parameters_map(call.parameters)?;
+                            localrpc_idl::fill_zero_values(&entry.idl, input, &mut map);
+                            let checked = localrpc_idl::check_parameters(&entry.idl, input, &map);
+                            let _ = parameters.map.set(Box::new(map));
+                            checked
+                        } else {
+                            localrpc_idl::check_parameters_str(&entry.idl, input, call.parameters)
+                        }
+                    };
+                    if let Err(error) = checked {
+                        if error.path.is_empty() && error.reason.starts_with("invalid JSON") {
+                            return Err(ProtocolError {
+                                reason: format!("invalid parameters: {}", error.reason),
+                            });
+                        }
+                        tracing::debug!(method = %call.method, %op_id, %error, "invalid parameters");
+                        break 'route refused(
+                            started,
+                            &call,
+                            op_id,
+                            ErrorReply::invalid_parameter(&error.path),
+                        );
+                    }
+                    parameters
+                };
+                let Some(handler) = &slot.handler else {
+                    break 'route refused(
+                        started,
+                        &call,
+                        op_id,
+                        ErrorReply::method_not_implemented(&call.method),
+                    );
+                };
+                match slot.requires {
+                    Requires::More if !call.flags.more => {
+                        break 'route refused(started, &call, op_id, ErrorReply::expected_more());
+                    }
+                    Requires::Upgrade if !call.flags.upgrade => {
+                        break 'route refused(
+                            started,
+                            &call,
+                            op_id,
+                            ErrorReply::expected_upgrade(),
+                        );
+                    }
+                    _ => {}
+                }
+                let context = CallContext {
+                    method: slot.full_name.clone(),
+                    op_id,
+                    peer: peer.credentials,
+                    peer_pidfd: peer.pidfd.clone(),
+                    flags: call.flags,
+                };
+                let mut finished = false;
+                let replies = Replies {
+                    out: &mut *out,
+                    more: context.flags.more,
+                    finished: &mut finished,
+                };
+                let running = handler.call(Call {
+                    parameters,
+                    context: &context,
+                    replies,
+                    fds,
+                });
+                let result = match self.call_timeout {
+                    None => running.await,
+                    // Boxed: a timer inline would make every connection's future 128 bytes larger,
+                    // with or without a time limit.
+                    Some(limit) => match Box::pin(tokio::time::timeout(limit, running)).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::warn!(method = %context.method, op_id = %context.op_id, ?limit, "call timed out");
+                            Err(ErrorReply::new(
+                                CALL_TIMED_OUT,
+                                json!({ "seconds": limit.as_secs_f64() }),
+                            ))
+                        }
+                    },
+                };
+                log_call(started, &context.method, context.op_id, &result);
+                if finished && !matches!(result, Ok(Reply::Sent(_))) {
+                    tracing::error!(method = %context.method, op_id = %context.op_id,
+                    "the handler sent its final reply with Call::reply, then returned another result; it is dropped");
+                    break 'route Ok(Reply::Sent(SentReply(())));
+                }
+                result
+            };
             if flags.oneway {
                 if let Err(error) = &result {
                     tracing::debug!(%error, "oneway call failed; no reply is sent");
@@ -1149,177 +1303,11 @@ impl Service {
             slot: &entry.methods[slot],
         }
     }
-
-    /// Routes a parsed call to its handler; `prechecked` is its method when the envelope's
-    /// reader already found it and accepted the parameters against its input. The outer error is a
-    /// protocol violation (the connection must close); the inner result is the call's reply.
-    ///
-    /// A function returning an `async` block rather than an `async fn`: such a function keeps
-    /// its arguments in its future besides the copies its body makes of them
-    /// (rust-lang/rust#62958), 112 bytes here, in every connection's future.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an async fn would keep a second copy of its arguments in its future"
-    )]
-    fn route(
-        &self,
-        call: CallMessage<'_>,
-        prechecked: Option<Target<'_>>,
-        peer: &Peer,
-        fds: Vec<OwnedFd>,
-        out: &mut dyn Output,
-    ) -> impl Future<Output = Result<MethodResult, ProtocolError>> {
-        async move {
-            // Names the call in every log line about it, and in the handler's context.
-            let op_id = OpId::adopt_or_mint(call.op_id);
-            // One debug line per call (target `localrpc::call`), refused or run: the clock is only
-            // read when that line is wanted.
-            let started = tracing::enabled!(target: CALL_LOG, tracing::Level::DEBUG)
-                .then(std::time::Instant::now);
-            let parameters_checked = prechecked.is_some();
-            let target = match prechecked {
-                Some(target) => target,
-                None => match self.target(&call.method) {
-                    Some(target) => target,
-                    None => {
-                        let (interface, _) = call.split_method();
-                        let reply = if self.has_interface(interface) {
-                            ErrorReply::method_not_found(&call.method)
-                        } else {
-                            ErrorReply::interface_not_found(interface)
-                        };
-                        return refuse_unread(started, &call, op_id, reply);
-                    }
-                },
-            };
-            let (entry, slot) = (target.entry, target.slot);
-            if let Some(policy) = slot.policy.as_ref().or(entry.policy.as_ref())
-                && !policy.allows(peer.credentials.as_ref())
-            {
-                tracing::info!(method = %call.method, %op_id, peer = ?peer.credentials, "permission denied");
-                return refuse_unread(started, &call, op_id, ErrorReply::permission_denied());
-            }
-            if !fds.is_empty() && !slot.accepts_fds {
-                tracing::warn!(method = %call.method, %op_id, peer = ?peer.credentials, count = fds.len(),
-                    "closing file descriptors sent to a method that does not accept them");
-                return refuse_unread(
-                    started,
-                    &call,
-                    op_id,
-                    ErrorReply::new(FDS_NOT_ACCEPTED, json!({ "method": call.method })),
-                );
-            }
-            // The declaration is looked up only here, when the envelope's reader did not check
-            // the parameters already (most calls need none of it). (In a block: the verdict and
-            // the parameters as borrowed here would otherwise be kept in every connection's
-            // future across the handler's `await`; the block's result is only moved.)
-            let parameters = {
-                let parameters = Parameters {
-                    json: call.parameters,
-                    map: OnceLock::new(),
-                };
-                let checked = if parameters_checked {
-                    Ok(())
-                } else {
-                    let input = target.input();
-                    if entry.zero_values {
-                        // The slow path, for parity with peers that leave parameters out: fill in a
-                        // map and check that; handlers then decode from the map.
-                        let mut map = parameters_map(call.parameters)?;
-                        localrpc_idl::fill_zero_values(&entry.idl, input, &mut map);
-                        let checked = localrpc_idl::check_parameters(&entry.idl, input, &map);
-                        let _ = parameters.map.set(Box::new(map));
-                        checked
-                    } else {
-                        localrpc_idl::check_parameters_str(&entry.idl, input, call.parameters)
-                    }
-                };
-                if let Err(error) = checked {
-                    if error.path.is_empty() && error.reason.starts_with("invalid JSON") {
-                        return Err(ProtocolError {
-                            reason: format!("invalid parameters: {}", error.reason),
-                        });
-                    }
-                    tracing::debug!(method = %call.method, %op_id, %error, "invalid parameters");
-                    return Ok(refused(
-                        started,
-                        &call,
-                        op_id,
-                        ErrorReply::invalid_parameter(&error.path),
-                    ));
-                }
-                parameters
-            };
-            let Some(handler) = &slot.handler else {
-                return Ok(refused(
-                    started,
-                    &call,
-                    op_id,
-                    ErrorReply::method_not_implemented(&call.method),
-                ));
-            };
-            match slot.requires {
-                Requires::More if !call.flags.more => {
-                    return Ok(refused(started, &call, op_id, ErrorReply::expected_more()));
-                }
-                Requires::Upgrade if !call.flags.upgrade => {
-                    return Ok(refused(
-                        started,
-                        &call,
-                        op_id,
-                        ErrorReply::expected_upgrade(),
-                    ));
-                }
-                _ => {}
-            }
-            let context = CallContext {
-                method: slot.full_name.clone(),
-                op_id,
-                peer: peer.credentials,
-                peer_pidfd: peer.pidfd.clone(),
-                flags: call.flags,
-            };
-            let mut finished = false;
-            let replies = Replies {
-                out,
-                more: context.flags.more,
-                finished: &mut finished,
-            };
-            let running = handler.call(Call {
-                parameters,
-                context: &context,
-                replies,
-                fds,
-            });
-            let result = match self.call_timeout {
-                None => running.await,
-                // Boxed: a timer inline would make every connection's future 128 bytes larger,
-                // with or without a time limit.
-                Some(limit) => match Box::pin(tokio::time::timeout(limit, running)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!(method = %context.method, op_id = %context.op_id, ?limit, "call timed out");
-                        Err(ErrorReply::new(
-                            CALL_TIMED_OUT,
-                            json!({ "seconds": limit.as_secs_f64() }),
-                        ))
-                    }
-                },
-            };
-            log_call(started, &context.method, context.op_id, &result);
-            if finished && !matches!(result, Ok(Reply::Sent(_))) {
-                tracing::error!(method = %context.method, op_id = %context.op_id,
-                    "the handler sent its final reply with Call::reply, then returned another result; it is dropped");
-                return Ok(Ok(Reply::Sent(SentReply(()))));
-            }
-            Ok(result)
-        }
-    }
 }
 
 /// The result of a call refused before its handler, logged as every call is ([`log_call`]).
-/// (Functions rather than closures in `route`: a closure still in scope at the handler's
-/// `await` would be kept in every call's future.)
+/// (Functions rather than closures in `handle_on_connection`'s routing block: a closure still
+/// in scope at the handler's `await` would be kept in every call's future.)
 fn refused(
     started: Option<std::time::Instant>,
     call: &CallMessage<'_>,
