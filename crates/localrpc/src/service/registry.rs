@@ -1064,7 +1064,7 @@ impl Service {
             // (In a block: `found` is borrowed by the check, and a borrowed local would otherwise
             // be kept in this function's future across the handler's `await`, in every
             // connection's future.)
-            let (call, checked) = {
+            let (call, prechecked) = {
                 let mut found = None;
                 let expected = last.0.map(|&at| self.target_at(at));
                 let (call, checked) = CallMessage::parse_envelope_expecting(
@@ -1091,7 +1091,6 @@ impl Service {
             let flags = call.flags;
             // Routing, in this block rather than a future of its own: awaiting a nested future
             // cost every call its poll, the copy of its result and an out-of-line drop.
-            let prechecked = checked;
             let result: MethodResult = 'route: {
                 // Names the call in every log line about it, and in the handler's context.
                 let op_id = OpId::adopt_or_mint(call.op_id);
