@@ -105,16 +105,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("localrpcd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let policy = (!args.allow_uid.is_empty()).then(|| {
         args.allow_uid
             .iter()
@@ -122,14 +112,13 @@ fn main() -> ExitCode {
                 policy.allow_uid(*uid)
             })
     });
-    let result = runtime.block_on(async {
-        let service =
-            localrpcd::service_with_policy(policy).map_err(|e| format!("internal error: {e}"))?;
-        daemon
-            .run(service, options)
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let result = localrpcd::service_with_policy(policy)
+        .map_err(|e| format!("internal error: {e}"))
+        .and_then(|service| {
+            daemon
+                .run_blocking(service, options)
+                .map_err(|e| e.to_string())
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -16,8 +16,8 @@
 //!     };
 //!     localrpc::daemon::logging::init(LogFormat::Auto);
 //!     let options = DaemonOptions::new("/run/example/example.sock");
-//!     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-//!     match runtime.block_on(daemon.run(service(), options)) {
+//!     // Builds the async runtime (see `run_blocking`); `daemon.run(..)` runs on one of yours.
+//!     match daemon.run_blocking(service(), options) {
 //!         Ok(()) => std::process::ExitCode::SUCCESS,
 //!         Err(e) => { eprintln!("exampled: {e}"); std::process::ExitCode::FAILURE }
 //!     }
@@ -29,6 +29,7 @@ pub mod control;
 mod lock;
 pub mod logging;
 mod notify;
+mod pool;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -203,7 +204,47 @@ impl Daemon {
     /// idle exit), then reports stopping and drains, for at most
     /// [`DaemonOptions::drain_timeout`] or until a second SIGTERM/SIGINT. Returns Ok on a
     /// clean stop.
+    ///
+    /// Runs on the caller's runtime; sequential mode
+    /// ([`ServerConfig::sequential_threads`](crate::server::ServerConfig::sequential_threads))
+    /// needs a multi-thread one. [`Daemon::run_blocking`] builds the runtime itself.
     pub async fn run(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
+        self.run_growing(service, options, None).await
+    }
+
+    /// Runs [`Daemon::run`] on runtimes of its own, and returns when it does. Call from
+    /// `main`, outside any async runtime.
+    ///
+    /// The daemon starts on a current-thread runtime on the calling thread, and builds tokio's
+    /// multi-thread runtime (its worker threads) when that runtime first has nothing to do:
+    /// at once after start-up, or under socket activation once the caller that started the
+    /// daemon has been answered, who thus does not wait for the worker threads to start.
+    /// Connections accepted from then on are served by the worker threads; those accepted
+    /// before stay on the calling thread until they close. A connection passed as the
+    /// daemon's only one (`Accept=yes`, stdin/stdout) is served on the calling thread alone.
+    pub fn run_blocking(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
+        let pool = Arc::new(pool::Pool::default());
+        let on_park = pool.clone();
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(move || on_park.on_main_park())
+            .build()
+            .map_err(|source| DaemonError::Io {
+                what: "start the async runtime".into(),
+                source,
+            })?;
+        let result = main.block_on(self.run_growing(service, options, Some(&pool)));
+        pool.shut_down();
+        result
+    }
+
+    /// [`Daemon::run`], moving the accept loops to `pool` once it is built.
+    async fn run_growing(
+        self,
+        service: Service,
+        options: DaemonOptions,
+        pool: Option<&pool::Pool>,
+    ) -> Result<(), DaemonError> {
         raise_fd_limit();
         // Signal handlers first: whoever sees a socket appear may stop the daemon with SIGTERM
         // and gets a clean drain and exit, never the default action's kill. (They also exist
@@ -215,7 +256,8 @@ impl Daemon {
         })?;
         let mut locks = Vec::new();
         let mut options = options;
-        let sockets = if !self.activation.is_empty() {
+        let activated = !self.activation.is_empty();
+        let sockets = if activated {
             tracing::info!("Using systemd socket activation");
             let sockets = adopt_activated(self.activation)?;
             if let Sockets::Listeners(listeners) = &sockets {
@@ -294,7 +336,13 @@ impl Daemon {
         self.notifier
             .ready(&format!("serving on {}", addresses.join(", ")));
         tokio::spawn(reload_loop(reload, control.clone()));
-        let reason = server.serve(listeners, signals.first()).await;
+        let moves = pool.map(|pool| {
+            pool.allow(&server, activated);
+            pool.subscribe()
+        });
+        let reason = server
+            .serve_then_move(listeners, signals.first(), moves)
+            .await;
         control.set_draining();
         let status = match reason {
             StopReason::Shutdown => "stopping: finishing calls in flight",

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::service::{Peer, PeerCredentials, PeerPidfd, Service};
@@ -212,23 +213,79 @@ impl Server {
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()>,
     ) -> StopReason {
+        self.serve_then_move(listeners, shutdown, None).await
+    }
+
+    /// [`Server::serve`], with the accept loops starting on the current runtime and moving to
+    /// the runtime whose handle `pool` publishes, once it does (see `daemon::pool`):
+    /// connections accepted from then on are served there, those accepted before stay
+    /// where they are.
+    pub(crate) async fn serve_then_move(
+        &self,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()>,
+        pool: Option<watch::Receiver<Option<Handle>>>,
+    ) -> StopReason {
         let mut accept_loops = tokio::task::JoinSet::new();
         for listener in listeners {
             let server = self.clone();
+            let pool = pool.clone();
             // Aborting the task drops the guard, which removes our socket file: made here, not
             // inside the task, so that this holds for a task aborted before it first ran.
             let guard = OwnedSocketFile(listener);
-            accept_loops.spawn(async move {
-                server.accept_loop(&guard.0).await;
-            });
+            accept_loops.spawn(async move { server.accept_until_moved(guard, pool).await });
         }
-        let reason = tokio::select! {
-            () = shutdown => StopReason::Shutdown,
-            () = self.idle(self.config.exit_on_idle) => StopReason::Idle,
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut idle = std::pin::pin!(self.idle(self.config.exit_on_idle));
+        let reason = loop {
+            tokio::select! {
+                () = &mut shutdown => break StopReason::Shutdown,
+                () = &mut idle => break StopReason::Idle,
+                Some(Ok(Some((guard, pool)))) = accept_loops.join_next() => {
+                    let server = self.clone();
+                    accept_loops.spawn_on(
+                        async move { server.accept_until_moved(guard, None).await },
+                        &pool,
+                    );
+                }
+            }
         };
         accept_loops.abort_all();
         while accept_loops.join_next().await.is_some() {}
         reason
+    }
+
+    /// Accepts on `listener` until `pool` publishes a runtime's handle, then registers the
+    /// listener with that runtime and returns both, for the caller to go on there. Without a
+    /// pool (or when the move fails) it accepts here until aborted.
+    async fn accept_until_moved(
+        self,
+        mut listener: OwnedSocketFile,
+        pool: Option<watch::Receiver<Option<Handle>>>,
+    ) -> Option<(OwnedSocketFile, Handle)> {
+        if let Some(mut pool) = pool {
+            let published = async {
+                let published = pool.wait_for(Option::is_some).await.map(|h| h.clone());
+                match published {
+                    Ok(handle) => handle,
+                    // The pool will never come: keep accepting here.
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let handle = tokio::select! {
+                () = self.accept_loop(&listener.0) => None,
+                handle = published => handle,
+            };
+            if let Some(handle) = handle {
+                match listener.0.register_with(&handle) {
+                    Ok(()) => return Some((listener, handle)),
+                    Err(error) => tracing::warn!(address = %listener.0.local_address(), %error,
+                        "cannot move the listener to the worker threads; accepting on the main thread"),
+                }
+            }
+        }
+        self.accept_loop(&listener.0).await;
+        None
     }
 
     /// Completes once there has been no connection for `limit` (never when `None`).
@@ -261,6 +318,7 @@ impl Server {
         )
     }
 
+    /// Accepts connections and spawns a task for each on the current runtime; never returns.
     async fn accept_loop(&self, listener: &Listener) {
         loop {
             match listener.accept().await {

@@ -1,7 +1,7 @@
 //! Listening sockets: binding Unix paths safely, TCP, and adopting inherited fds.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -118,6 +118,22 @@ impl Listener {
             }
             other => Err(BindError::Unsupported(other.to_string())),
         }
+    }
+
+    /// Registers the socket with the runtime of `handle` instead of the one it was created
+    /// on (through a duplicate of its fd; the original is closed): from then on it must be
+    /// accepted on from that runtime. Connections waiting in the backlog stay there.
+    pub(crate) fn register_with(&mut self, handle: &tokio::runtime::Handle) -> io::Result<()> {
+        let _runtime = handle.enter();
+        self.kind = match &self.kind {
+            ListenerKind::Unix(listener) => ListenerKind::Unix(UnixListener::from_std(
+                std::os::unix::net::UnixListener::from(listener.as_fd().try_clone_to_owned()?),
+            )?),
+            ListenerKind::Tcp(listener) => ListenerKind::Tcp(TcpListener::from_std(
+                std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?),
+            )?),
+        };
+        Ok(())
     }
 
     /// Adopts an inherited listening socket (Unix or TCP stream).

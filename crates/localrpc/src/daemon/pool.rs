@@ -1,0 +1,284 @@
+//! The worker pool of [`Daemon::run_blocking`](super::Daemon::run_blocking): a daemon starts on
+//! a current-thread runtime on the main thread, and builds its multi-thread runtime (the
+//! pool) only once it has nothing more urgent to do.
+//!
+//! Creating and starting the pool's worker threads delays a socket-activated daemon's first
+//! reply, most where thread creation is slow: in a small VM, `localrpcd`'s first reply took
+//! 1.29× a plain blocking echo server's (raw-echo) with the multi-thread runtime built first,
+//! and 1.08–1.11× with this. So the main thread's runtime serves from the start, and the pool
+//! is built when that runtime is about to sleep (`on_thread_park`) and either the daemon is
+//! not socket-activated or its first caller has been answered (or has left without a call).
+//! The accept loops then move to the pool (`Server::serve_then_move`), so later connections
+//! are served there as by a plain multi-thread runtime, sequential mode included; a
+//! connection accepted before stays on the main thread until it closes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::watch;
+
+use crate::server::Server;
+
+/// The pool, once built, and when to build it.
+#[derive(Default)]
+pub(super) struct Pool {
+    /// The pool's handle, published to the accept loops once it runs.
+    handle: watch::Sender<Option<Handle>>,
+    /// The pool itself, taken by [`Pool::shut_down`] (a runtime cannot be dropped from
+    /// async code, so it outlives the main runtime's `block_on`).
+    runtime: Mutex<Option<Runtime>>,
+    /// Set by the daemon once its server exists; until then the pool is not built.
+    due: OnceLock<Due>,
+    /// Set when the pool's build was attempted.
+    tried: AtomicBool,
+}
+
+/// When the pool is due.
+struct Due {
+    server: Server,
+    /// Socket-activated: the service manager started the daemon for a caller that waits, so
+    /// wait until it has been answered.
+    after_first_caller: bool,
+}
+
+impl Pool {
+    /// The pool's handle as the accept loops watch it: `None` until the pool runs.
+    pub(super) fn subscribe(&self) -> watch::Receiver<Option<Handle>> {
+        self.handle.subscribe()
+    }
+
+    /// Allows the pool to be built for `server`: at once, or after its first caller.
+    pub(super) fn allow(&self, server: &Server, after_first_caller: bool) {
+        // Only the daemon's one server is ever given; a second call changes nothing.
+        let _ = self.due.set(Due {
+            server: server.clone(),
+            after_first_caller,
+        });
+    }
+
+    /// The main runtime's `on_thread_park` hook: builds the pool when it is due, once.
+    pub(super) fn on_main_park(&self) {
+        let Some(due) = self.due.get() else { return };
+        // Only the main runtime's one thread parks, so the check and the store do not race.
+        if self.tried.load(Ordering::Relaxed) || !due.is_now() {
+            return;
+        }
+        self.tried.store(true, Ordering::Relaxed);
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(pool) => {
+                let handle = pool.handle().clone();
+                *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(pool);
+                self.handle.send_replace(Some(handle));
+            }
+            // Not tried again: the main thread's runtime goes on serving everything.
+            Err(error) => tracing::warn!(%error,
+                "cannot start the worker threads; serving from the main thread"),
+        }
+    }
+
+    /// Shuts the pool down (its connections are dropped); call after the main runtime's
+    /// `block_on` has returned.
+    pub(super) fn shut_down(&self) {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(runtime);
+    }
+}
+
+impl Due {
+    /// At once, or once the server has answered a call or its first connection has closed.
+    fn is_now(&self) -> bool {
+        if !self.after_first_caller {
+            return true;
+        }
+        let stats = self.server.stats();
+        stats.calls.load(Ordering::Relaxed) > 0
+            || (stats.connections_accepted.load(Ordering::Relaxed) > 0
+                && self.server.active_connections() == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use crate::daemon::{Daemon, DaemonOptions, Notifier};
+    use crate::service::{InterfaceBuilder, Reply, Service};
+    use crate::transport::ActivatedFd;
+
+    /// The daemon's thread: what `Thread` answers while served by the main runtime.
+    const MAIN: &str = "daemon-main";
+
+    fn service() -> Service {
+        let interface = InterfaceBuilder::new(
+            "interface org.example.pool\n\
+             method Thread() -> (name: string)\n\
+             method Sleep(ms: int) -> ()\n",
+        )
+        .expect("IDL parses")
+        .method("Thread", |_call| {
+            Box::pin(async {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                Reply::with(json!({ "name": name }))
+            })
+        })
+        .method("Sleep", |call| {
+            Box::pin(async move {
+                let ms: u64 = call.parameter("ms")?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(Reply::empty())
+            })
+        });
+        Service::builder()
+            .interface(interface)
+            .build()
+            .expect("service builds")
+    }
+
+    /// A blocking client connection.
+    struct Client(BufReader<UnixStream>);
+
+    impl Client {
+        fn connect(path: &Path) -> Client {
+            let stream = UnixStream::connect(path).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            Client(BufReader::new(stream))
+        }
+
+        fn send(&mut self, method: &str, parameters: Value) {
+            let mut call =
+                serde_json::to_vec(&json!({ "method": method, "parameters": parameters }))
+                    .expect("encodes");
+            call.push(0);
+            self.0.get_mut().write_all(&call).expect("write");
+        }
+
+        /// The next reply, or `None` at EOF.
+        fn reply(&mut self) -> Option<Value> {
+            let mut reply = Vec::new();
+            let n = self
+                .0
+                .read_until(0, &mut reply)
+                .expect("a reply within 5 s");
+            if n == 0 {
+                return None;
+            }
+            assert_eq!(reply.pop(), Some(0), "a whole reply");
+            Some(serde_json::from_slice(&reply).expect("JSON"))
+        }
+
+        /// The name of the thread that answers `Thread`.
+        fn thread(&mut self) -> String {
+            self.send("org.example.pool.Thread", json!({}));
+            let reply = self.reply().expect("a reply");
+            reply["parameters"]["name"]
+                .as_str()
+                .expect("a name")
+                .to_owned()
+        }
+    }
+
+    /// Starts a socket-activated daemon (exit-on-idle after `idle`) on a thread named
+    /// [`MAIN`], with a client that connected before it started, as under activation.
+    fn activated(
+        dir: &Path,
+        idle: Duration,
+    ) -> (Client, std::thread::JoinHandle<Result<(), String>>) {
+        let path = dir.join("pool.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let first = Client::connect(&path);
+        let daemon = Daemon {
+            name: "pool-test".into(),
+            activation: vec![ActivatedFd {
+                fd: listener.into(),
+                name: "varlink".into(),
+            }],
+            notifier: Notifier::default(),
+            varlink_listen: None,
+        };
+        let mut options = DaemonOptions::new(&path);
+        options.control = false;
+        options.server.exit_on_idle = Some(idle);
+        let running = std::thread::Builder::new()
+            .name(MAIN.into())
+            .spawn(move || {
+                daemon
+                    .run_blocking(service(), options)
+                    .map_err(|e| e.to_string())
+            })
+            .expect("thread");
+        (first, running)
+    }
+
+    /// Connects until a connection is served by the pool (the first ones may still be
+    /// accepted on the main thread while the pool starts).
+    fn pool_client(path: &Path) -> (Client, String) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut client = Client::connect(path);
+            let thread = client.thread();
+            if thread != MAIN {
+                return (client, thread);
+            }
+            assert!(Instant::now() < deadline, "the pool never took over");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_first_caller_is_answered_on_the_main_thread_and_later_connections_on_the_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut first, running) = activated(dir.path(), Duration::from_millis(200));
+        assert_eq!(first.thread(), MAIN, "the caller that started the daemon");
+        let (mut later, pool_thread) = pool_client(&dir.path().join("pool.sock"));
+        assert_eq!(
+            later.thread(),
+            pool_thread,
+            "a pool connection stays on the pool"
+        );
+        assert_eq!(
+            first.thread(),
+            MAIN,
+            "a connection stays where it was accepted"
+        );
+        drop((first, later));
+        // No connection left: the daemon exits on idle, and the pool is shut down with it.
+        assert_eq!(running.join().expect("no panic"), Ok(()));
+    }
+
+    #[test]
+    fn shutdown_drains_connections_on_both_runtimes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut first, running) = activated(dir.path(), Duration::from_secs(3600));
+        assert_eq!(first.thread(), MAIN);
+        let (mut later, _) = pool_client(&dir.path().join("pool.sock"));
+        first.send("org.example.pool.Sleep", json!({ "ms": 200 }));
+        later.send("org.example.pool.Sleep", json!({ "ms": 200 }));
+        std::thread::sleep(Duration::from_millis(50));
+        // The daemon's signal handlers are installed (it answered), so this drains it.
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
+            .expect("SIGTERM");
+        // Both calls in flight are answered, then both connections are closed.
+        for client in [&mut first, &mut later] {
+            let reply = client.reply().expect("the call in flight is answered");
+            assert!(reply.get("error").is_none(), "{reply}");
+        }
+        assert_eq!(first.reply(), None);
+        assert_eq!(later.reply(), None);
+        assert_eq!(running.join().expect("no panic"), Ok(()));
+    }
+}
