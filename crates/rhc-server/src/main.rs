@@ -84,23 +84,13 @@ fn main() -> ExitCode {
     // the same socket exclude each other.
     options.lock_when_activated = true;
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{NAME}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let service = rhc_server::service().map_err(|e| format!("internal error: {e}"))?;
-        daemon
-            .run(service, options)
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let result = rhc_server::service()
+        .map_err(|e| format!("internal error: {e}"))
+        .and_then(|service| {
+            daemon
+                .run_blocking(service, options)
+                .map_err(|e| e.to_string())
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

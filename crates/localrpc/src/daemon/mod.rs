@@ -216,9 +216,9 @@ impl Daemon {
     /// `main`, outside any async runtime.
     ///
     /// The daemon starts on a current-thread runtime on the calling thread, and builds tokio's
-    /// multi-thread runtime (its worker threads) when that runtime first has nothing to do:
-    /// at once after start-up, or under socket activation once the caller that started the
-    /// daemon has been answered, who thus does not wait for the worker threads to start.
+    /// multi-thread runtime (its worker threads) before it accepts connections, or under
+    /// socket activation once the caller that started the daemon has been answered, who thus
+    /// does not wait for the worker threads to start.
     /// Connections accepted from then on are served by the worker threads; those accepted
     /// before stay on the calling thread until they close. A connection passed as the
     /// daemon's only one (`Accept=yes`, stdin/stdout) is served on the calling thread alone.

@@ -5,9 +5,10 @@
 //! Creating and starting the pool's worker threads delays a socket-activated daemon's first
 //! reply, most where thread creation is slow: in a small VM, `localrpcd`'s first reply took
 //! 1.29× a plain blocking echo server's (raw-echo) with the multi-thread runtime built first,
-//! and 1.08–1.11× with this. So the main thread's runtime serves from the start, and the pool
-//! is built when that runtime is about to sleep (`on_thread_park`) and either the daemon is
-//! not socket-activated or its first caller has been answered (or has left without a call).
+//! and 1.08–1.11× with this. So a socket-activated daemon's main-thread runtime serves its
+//! first caller, and the pool is built when that runtime is about to sleep (`on_thread_park`)
+//! after the caller has been answered (or has left without a call). A daemon that binds its
+//! own sockets has nobody waiting: it builds the pool before it accepts anything.
 //! The accept loops then move to the pool (`Server::serve_then_move`), so later connections
 //! are served there as by a plain multi-thread runtime, sequential mode included; a
 //! connection accepted before stays on the main thread until it closes.
@@ -48,23 +49,34 @@ impl Pool {
         self.handle.subscribe()
     }
 
-    /// Allows the pool to be built for `server`: at once, or after its first caller.
+    /// Allows the pool to be built for `server`: now, or (socket-activated) once its first
+    /// caller has been answered.
     pub(super) fn allow(&self, server: &Server, after_first_caller: bool) {
         // Only the daemon's one server is ever given; a second call changes nothing.
         let _ = self.due.set(Due {
             server: server.clone(),
             after_first_caller,
         });
+        if !after_first_caller {
+            // Nobody is waiting yet: build it before the first connection is accepted, so that
+            // every connection is served by the pool.
+            self.build();
+        }
     }
 
     /// The main runtime's `on_thread_park` hook: builds the pool when it is due, once.
     pub(super) fn on_main_park(&self) {
-        let Some(due) = self.due.get() else { return };
-        // Only the main runtime's one thread parks, so the check and the store do not race.
-        if self.tried.load(Ordering::Relaxed) || !due.is_now() {
+        if self.due.get().is_some_and(Due::is_now) {
+            self.build();
+        }
+    }
+
+    /// Builds the pool and publishes its handle, unless that was tried before. Runs on the
+    /// main runtime's thread only, so the check and the store do not race.
+    fn build(&self) {
+        if self.tried.swap(true, Ordering::Relaxed) {
             return;
         }
-        self.tried.store(true, Ordering::Relaxed);
         match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -93,7 +105,8 @@ impl Pool {
 }
 
 impl Due {
-    /// At once, or once the server has answered a call or its first connection has closed.
+    /// Once the server has answered a call or its first connection has closed (or at once,
+    /// when nobody was waiting).
     fn is_now(&self) -> bool {
         if !self.after_first_caller {
             return true;
@@ -257,6 +270,43 @@ mod tests {
         );
         drop((first, later));
         // No connection left: the daemon exits on idle, and the pool is shut down with it.
+        assert_eq!(running.join().expect("no panic"), Ok(()));
+    }
+
+    #[test]
+    fn a_daemon_on_its_own_socket_serves_every_connection_on_the_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("own.sock");
+        let daemon = Daemon {
+            name: "pool-test".into(),
+            activation: Vec::new(),
+            notifier: Notifier::default(),
+            varlink_listen: None,
+        };
+        let mut options = DaemonOptions::new(&path);
+        options.control = false;
+        options.server.exit_on_idle = Some(Duration::from_millis(200));
+        let running = std::thread::Builder::new()
+            .name(MAIN.into())
+            .spawn(move || {
+                daemon
+                    .run_blocking(service(), options)
+                    .map_err(|e| e.to_string())
+            })
+            .expect("thread");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "the socket never appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Nobody waited for the daemon, so the pool was built before anything was accepted.
+        let mut first = Client::connect(&path);
+        assert_ne!(
+            first.thread(),
+            MAIN,
+            "the first connection is served by the pool"
+        );
+        drop(first);
         assert_eq!(running.join().expect("no panic"), Ok(()));
     }
 

@@ -241,12 +241,15 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break StopReason::Shutdown,
                 () = &mut idle => break StopReason::Idle,
-                Some(Ok(Some((guard, pool)))) = accept_loops.join_next() => {
-                    let server = self.clone();
-                    accept_loops.spawn_on(
-                        async move { server.accept_until_moved(guard, None).await },
-                        &pool,
-                    );
+                Some(joined) = accept_loops.join_next() => {
+                    // A loop returns only to move (or when it panicked, which ends it).
+                    if let Ok(Some((guard, pool))) = joined {
+                        let server = self.clone();
+                        accept_loops.spawn_on(
+                            async move { server.accept_until_moved(guard, None).await },
+                            &pool,
+                        );
+                    }
                 }
             }
         };
@@ -273,8 +276,10 @@ impl Server {
                 }
             };
             let handle = tokio::select! {
-                () = self.accept_loop(&listener.0) => None,
+                // A published pool wins: once it runs, nothing more is accepted here.
+                biased;
                 handle = published => handle,
+                () = self.accept_loop(&listener.0) => None,
             };
             if let Some(handle) = handle {
                 match listener.0.register_with(&handle) {
