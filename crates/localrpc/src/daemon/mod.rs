@@ -222,6 +222,8 @@ impl Daemon {
     /// Connections accepted from then on are served by the worker threads; those accepted
     /// before stay on the calling thread until they close. A connection passed as the
     /// daemon's only one (`Accept=yes`, stdin/stdout) is served on the calling thread alone.
+    /// Handlers run on either runtime, so they must not call `tokio::task::block_in_place`
+    /// (use `spawn_blocking`).
     pub fn run_blocking(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
         let pool = Arc::new(pool::Pool::default());
         let on_park = pool.clone();
