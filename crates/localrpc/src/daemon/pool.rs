@@ -205,8 +205,34 @@ mod tests {
         }
     }
 
-    /// Starts a socket-activated daemon (exit-on-idle after `idle`) on a thread named
-    /// [`MAIN`], with a client that connected before it started, as under activation.
+    /// Starts a daemon on `path` (exit-on-idle after `idle`) on a thread named [`MAIN`]:
+    /// socket-activated when `activation` is given, else on a socket it binds itself.
+    fn start(
+        activation: Vec<ActivatedFd>,
+        path: &Path,
+        idle: Duration,
+    ) -> std::thread::JoinHandle<Result<(), String>> {
+        let daemon = Daemon {
+            name: "pool-test".into(),
+            activation,
+            notifier: Notifier::default(),
+            varlink_listen: None,
+        };
+        let mut options = DaemonOptions::new(path);
+        options.control = false;
+        options.server.exit_on_idle = Some(idle);
+        std::thread::Builder::new()
+            .name(MAIN.into())
+            .spawn(move || {
+                daemon
+                    .run_blocking(service(), options)
+                    .map_err(|e| e.to_string())
+            })
+            .expect("thread")
+    }
+
+    /// Starts a socket-activated daemon, with a client that connected before it started, as
+    /// under activation.
     fn activated(
         dir: &Path,
         idle: Duration,
@@ -214,27 +240,11 @@ mod tests {
         let path = dir.join("pool.sock");
         let listener = UnixListener::bind(&path).expect("bind");
         let first = Client::connect(&path);
-        let daemon = Daemon {
-            name: "pool-test".into(),
-            activation: vec![ActivatedFd {
-                fd: listener.into(),
-                name: "varlink".into(),
-            }],
-            notifier: Notifier::default(),
-            varlink_listen: None,
-        };
-        let mut options = DaemonOptions::new(&path);
-        options.control = false;
-        options.server.exit_on_idle = Some(idle);
-        let running = std::thread::Builder::new()
-            .name(MAIN.into())
-            .spawn(move || {
-                daemon
-                    .run_blocking(service(), options)
-                    .map_err(|e| e.to_string())
-            })
-            .expect("thread");
-        (first, running)
+        let activation = vec![ActivatedFd {
+            fd: listener.into(),
+            name: "varlink".into(),
+        }];
+        (first, start(activation, &path, idle))
     }
 
     /// Connects until a connection is served by the pool (the first ones may still be
@@ -277,23 +287,7 @@ mod tests {
     fn a_daemon_on_its_own_socket_serves_every_connection_on_the_pool() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("own.sock");
-        let daemon = Daemon {
-            name: "pool-test".into(),
-            activation: Vec::new(),
-            notifier: Notifier::default(),
-            varlink_listen: None,
-        };
-        let mut options = DaemonOptions::new(&path);
-        options.control = false;
-        options.server.exit_on_idle = Some(Duration::from_millis(200));
-        let running = std::thread::Builder::new()
-            .name(MAIN.into())
-            .spawn(move || {
-                daemon
-                    .run_blocking(service(), options)
-                    .map_err(|e| e.to_string())
-            })
-            .expect("thread");
+        let running = start(Vec::new(), &path, Duration::from_millis(200));
         let deadline = Instant::now() + Duration::from_secs(5);
         while !path.exists() {
             assert!(Instant::now() < deadline, "the socket never appeared");
