@@ -220,8 +220,9 @@ impl Daemon {
     /// socket activation once the caller that started the daemon has been answered, who thus
     /// does not wait for the worker threads to start.
     /// Connections accepted from then on are served by the worker threads; those accepted
-    /// before stay on the calling thread until they close. A connection passed as the
-    /// daemon's only one (`Accept=yes`, stdin/stdout) is served on the calling thread alone.
+    /// before move there once they wait for their next call (TCP connections stay on the
+    /// calling thread until they close). A connection passed as the daemon's only one
+    /// (`Accept=yes`, stdin/stdout) is served on the calling thread alone.
     /// Handlers run on either runtime, so they must not call `tokio::task::block_in_place`
     /// (use `spawn_blocking`).
     pub fn run_blocking(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {

@@ -10,8 +10,10 @@
 //! after the caller has been answered (or has left without a call). A daemon that binds its
 //! own sockets has nobody waiting: it builds the pool before it accepts anything.
 //! The accept loops then move to the pool (`Server::serve_then_move`), so later connections
-//! are served there as by a plain multi-thread runtime, sequential mode included; a
-//! connection accepted before stays on the main thread until it closes.
+//! are served there as by a plain multi-thread runtime, sequential mode included. A
+//! connection accepted before (on a Unix socket) moves there too, as soon as it waits for its
+//! next call with nothing buffered: the caller's first reply comes from the main thread, its
+//! later calls from the pool (`connection::start`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -134,17 +136,40 @@ mod tests {
     /// The daemon's thread: what `Thread` answers while served by the main runtime.
     const MAIN: &str = "daemon-main";
 
+    /// The name of the thread running this.
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
     fn service() -> Service {
         let interface = InterfaceBuilder::new(
             "interface org.example.pool\n\
              method Thread() -> (name: string)\n\
+             method Threads(count: int, ms: int) -> (name: string)\n\
              method Sleep(ms: int) -> ()\n",
         )
         .expect("IDL parses")
         .method("Thread", |_call| {
-            Box::pin(async {
-                let name = std::thread::current().name().unwrap_or("").to_owned();
-                Reply::with(json!({ "name": name }))
+            Box::pin(async { Reply::with(json!({ "name": thread_name() })) })
+        })
+        .streaming_method("Threads", |mut call| {
+            Box::pin(async move {
+                // `count` replies, `ms` apart, each naming the thread that sent it.
+                let count: u64 = call.parameter("count")?;
+                let ms: u64 = call.parameter("ms")?;
+                for _ in 1..count {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    if call
+                        .replies
+                        .send(json!({ "name": thread_name() }))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(Reply::empty());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Reply::with(json!({ "name": thread_name() }))
             })
         })
         .method("Sleep", |call| {
@@ -173,11 +198,11 @@ mod tests {
         }
 
         fn send(&mut self, method: &str, parameters: Value) {
-            let mut call =
-                serde_json::to_vec(&json!({ "method": method, "parameters": parameters }))
-                    .expect("encodes");
-            call.push(0);
-            self.0.get_mut().write_all(&call).expect("write");
+            self.write(&message(method, parameters));
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.get_mut().write_all(bytes).expect("write");
         }
 
         /// The next reply, or `None` at EOF.
@@ -197,12 +222,40 @@ mod tests {
         /// The name of the thread that answers `Thread`.
         fn thread(&mut self) -> String {
             self.send("org.example.pool.Thread", json!({}));
+            self.thread_reply()
+        }
+
+        /// The thread named by the next reply.
+        fn thread_reply(&mut self) -> String {
             let reply = self.reply().expect("a reply");
             reply["parameters"]["name"]
                 .as_str()
                 .expect("a name")
                 .to_owned()
         }
+
+        /// Calls `Thread` until a pool thread answers it (the connection moves once the
+        /// pool's start has reached it), then checks that it stays there.
+        fn moves_to_the_pool(&mut self) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut thread = self.thread();
+            while thread == MAIN {
+                assert!(Instant::now() < deadline, "the connection never moved");
+                std::thread::sleep(Duration::from_millis(10));
+                thread = self.thread();
+            }
+            for _ in 0..20 {
+                assert_ne!(self.thread(), MAIN, "a moved connection stays on the pool");
+            }
+        }
+    }
+
+    /// A call as sent: JSON and its NUL.
+    fn message(method: &str, parameters: Value) -> Vec<u8> {
+        let mut call = serde_json::to_vec(&json!({ "method": method, "parameters": parameters }))
+            .expect("encodes");
+        call.push(0);
+        call
     }
 
     /// Starts a daemon on `path` (exit-on-idle after `idle`) on a thread named [`MAIN`]:
@@ -237,9 +290,19 @@ mod tests {
         dir: &Path,
         idle: Duration,
     ) -> (Client, std::thread::JoinHandle<Result<(), String>>) {
+        activated_after(dir, idle, &[])
+    }
+
+    /// [`activated`], with the client's first bytes `sent` before the daemon starts.
+    fn activated_after(
+        dir: &Path,
+        idle: Duration,
+        sent: &[u8],
+    ) -> (Client, std::thread::JoinHandle<Result<(), String>>) {
         let path = dir.join("pool.sock");
         let listener = UnixListener::bind(&path).expect("bind");
-        let first = Client::connect(&path);
+        let mut first = Client::connect(&path);
+        first.write(sent);
         let activation = vec![ActivatedFd {
             fd: listener.into(),
             name: "varlink".into(),
@@ -263,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_caller_is_answered_on_the_main_thread_and_later_connections_on_the_pool() {
+    fn the_first_caller_is_answered_on_the_main_thread_and_later_calls_on_the_pool() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut first, running) = activated(dir.path(), Duration::from_millis(200));
         assert_eq!(first.thread(), MAIN, "the caller that started the daemon");
@@ -273,13 +336,49 @@ mod tests {
             pool_thread,
             "a pool connection stays on the pool"
         );
-        assert_eq!(
-            first.thread(),
-            MAIN,
-            "a connection stays where it was accepted"
-        );
+        // The first connection follows, between two calls.
+        first.moves_to_the_pool();
         drop((first, later));
         // No connection left: the daemon exits on idle, and the pool is shut down with it.
+        assert_eq!(running.join().expect("no panic"), Ok(()));
+    }
+
+    #[test]
+    fn a_connection_in_a_more_stream_moves_once_the_stream_is_done() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut first, running) = activated(dir.path(), Duration::from_millis(200));
+        // The pool starts while the first call's replies are being sent.
+        let replies = 10;
+        first.write(
+            br#"{"method":"org.example.pool.Threads","parameters":{"count":10,"ms":30},"more":true}"#,
+        );
+        first.write(b"\0");
+        let (later, _) = pool_client(&dir.path().join("pool.sock"));
+        for _ in 0..replies {
+            assert_eq!(first.thread_reply(), MAIN, "a stream is not interrupted");
+        }
+        first.moves_to_the_pool();
+        drop((first, later));
+        assert_eq!(running.join().expect("no panic"), Ok(()));
+    }
+
+    #[test]
+    fn a_connection_with_part_of_a_message_buffered_moves_once_it_is_complete() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The first call, and the start of a second in the same read.
+        let second = message("org.example.pool.Thread", json!({}));
+        let (head, tail) = second.split_at(10);
+        let mut sent = message("org.example.pool.Thread", json!({}));
+        sent.extend_from_slice(head);
+        let (mut first, running) = activated_after(dir.path(), Duration::from_millis(200), &sent);
+        assert_eq!(first.thread_reply(), MAIN);
+        // The pool runs; the first connection holds part of a message and stays.
+        let (later, _) = pool_client(&dir.path().join("pool.sock"));
+        std::thread::sleep(Duration::from_millis(100));
+        first.write(tail);
+        assert_eq!(first.thread_reply(), MAIN, "not moved with bytes buffered");
+        first.moves_to_the_pool();
+        drop((first, later));
         assert_eq!(running.join().expect("no panic"), Ok(()));
     }
 
@@ -307,16 +406,17 @@ mod tests {
     #[test]
     fn shutdown_drains_connections_on_both_runtimes() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut first, running) = activated(dir.path(), Duration::from_secs(3600));
-        assert_eq!(first.thread(), MAIN);
+        // The first call is still running on the main thread when the daemon is stopped.
+        let sent = message("org.example.pool.Sleep", json!({ "ms": 400 }));
+        let (mut first, running) = activated_after(dir.path(), Duration::from_secs(3600), &sent);
         let (mut later, _) = pool_client(&dir.path().join("pool.sock"));
-        first.send("org.example.pool.Sleep", json!({ "ms": 200 }));
         later.send("org.example.pool.Sleep", json!({ "ms": 200 }));
         std::thread::sleep(Duration::from_millis(50));
-        // The daemon's signal handlers are installed (it answered), so this drains it.
+        // The daemon's signal handlers are installed (it answered `later`), so this drains it.
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
             .expect("SIGTERM");
-        // Both calls in flight are answered, then both connections are closed.
+        // Both calls in flight are answered, then both connections are closed: the first
+        // one on the main thread (it does not move to a pool that is draining).
         for client in [&mut first, &mut later] {
             let reply = client.reply().expect("the call in flight is answered");
             assert!(reply.get("error").is_none(), "{reply}");

@@ -25,15 +25,21 @@
 //! Peeked reads: after a read that brought exactly one call, a Unix-socket connection that
 //! takes no file descriptors reads with `MSG_PEEK` and takes the bytes off the socket later
 //! (see `peek`), so that a blocking client is woken once per call, by its reply.
+//!
+//! Moving: a Unix-socket connection accepted on a daemon's main runtime before its worker
+//! pool ran moves to the pool the first time it waits for a call with nothing buffered (see
+//! [`start`] and `daemon::pool`); it is then served like any connection accepted there.
 
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -306,20 +312,28 @@ struct Env<'a> {
 /// go, and an upgraded stream goes on to its handler. `admitted` counts the connection as open
 /// until the future ends.
 ///
-/// The state is built here and moved into an `async` block rather than passed to an `async
-/// fn`: such a function keeps its arguments in its future besides the copies its body makes
-/// of them (rust-lang/rust#62958), and a block's captures stay in place. Every connection's
-/// task carried the stream, the peer and the server three times over.
-pub(super) fn run(
+/// With `pool`, the connection was accepted on a daemon's main runtime and moves to its
+/// worker pool once that runs (see `daemon::pool`): `draining` then also fires when the pool
+/// is published. The loop waits for it only while nothing is buffered, after the batch's
+/// replies are written, so no call, `more` stream or upgrade is in progress and no output or
+/// descriptor is pending; the socket leaves this runtime's epoll set, joins the pool's, and
+/// a task there goes on with the connection's state (its read buffer is empty; what the peer
+/// sent meanwhile waits in the socket).
+///
+/// The state is built here and [`run`] moves it into an `async` block rather than passing it
+/// to an `async fn`: such a function keeps its arguments in its future besides the copies its
+/// body makes of them (rust-lang/rust#62958), and a block's captures stay in place. Every
+/// connection's task carried the stream, the peer and the server three times over.
+pub(super) fn start(
     server: Server,
     admitted: ActiveConnection,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
     stream: Stream,
     pidfd_guard: Option<PidfdSocketGuard>,
     peer: Peer,
+    pool: Option<Arc<watch::Receiver<Option<Handle>>>>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let can_pass_fds = stream.can_pass_fds();
-    let mut output = ConnectionOutput {
+    let output = ConnectionOutput {
         pidfd_guard,
         socket: Socket::Registered(stream),
         pending: Vec::new(),
@@ -327,6 +341,37 @@ pub(super) fn run(
         write_timeout: server.config.write_timeout,
         peeked: Peeked::default(),
     };
+    let server = Shared {
+        service: server.service,
+        config: server.config,
+        stats: server.stats,
+        sequential: server.sequential,
+        draining: server.draining,
+    };
+    run(server, admitted, draining, output, peer, pool)
+}
+
+/// What a connection keeps of its server: the parts it uses, one value to pass on when it
+/// moves (see [`start`]); the rest of a `Server` is not kept in every connection's task.
+struct Shared {
+    service: Arc<Service>,
+    config: Arc<ServerConfig>,
+    stats: Arc<ServerStats>,
+    sequential: Arc<Slots>,
+    draining: watch::Sender<bool>,
+}
+
+/// [`start`], from the connection's output on: also how a moved connection goes on. (The
+/// future keeps this function's name, which `localrpcd`'s `hot-text.ld` lists.)
+fn run(
+    server: Shared,
+    admitted: ActiveConnection,
+    mut draining: watch::Receiver<bool>,
+    mut output: ConnectionOutput,
+    peer: Peer,
+    pool: Option<Arc<watch::Receiver<Option<Handle>>>>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let can_pass_fds = output.socket.is_unix();
     async move {
         let (service, config) = (&*server.service, &*server.config);
         let mut input = Input {
@@ -359,7 +404,16 @@ pub(super) fn run(
         match end {
             End::PeerClosed => tracing::trace!(peer = ?peer.credentials, "connection finished"),
             End::Drained => {
-                tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping")
+                // Not the server's drain: the pool runs, and the connection goes on there.
+                let to = pool
+                    .as_deref()
+                    .filter(|_| !*server.draining.borrow())
+                    .and_then(|pool| pool.borrow().clone());
+                if let Some(to) = to {
+                    drop(input);
+                    return move_to(&to, server, admitted, output, peer);
+                }
+                tracing::debug!(peer = ?peer.credentials, "connection closed: the server is stopping");
             }
             End::Upgrade(handler) => {
                 // The socket moves on into the upgraded stream: a pidfd not taken by now
@@ -385,6 +439,37 @@ pub(super) fn run(
         // Open until here (an early return drops it too). Dropped rather than bound to a
         // local at the start, which would be a second copy in the future.
         drop(admitted);
+    }
+}
+
+/// Moves an idle connection to the runtime `to` (see [`start`]): its socket leaves this
+/// runtime's epoll set (as for sequential mode) and is registered with `to`'s, and a task
+/// there goes on serving it, counted as open all along. Should the socket be lost on the way,
+/// the connection is closed.
+fn move_to(
+    to: &Handle,
+    server: Shared,
+    admitted: ActiveConnection,
+    mut output: ConnectionOutput,
+    peer: Peer,
+) {
+    let moved = match output.socket.deregister() {
+        Ok(true) => {
+            let _pool = to.enter();
+            output.registered().map(drop)
+        }
+        Ok(false) => Err(io::Error::other("only a Unix socket moves")),
+        Err(e) => Err(e),
+    };
+    match moved {
+        Ok(()) => {
+            let draining = server.draining.subscribe();
+            to.spawn(run(server, admitted, draining, output, peer, None));
+        }
+        Err(e) => {
+            drop(output.pidfd_guard.take());
+            tracing::warn!(peer = ?peer.credentials, "closing connection: cannot move it to the worker threads: {e}");
+        }
     }
 }
 

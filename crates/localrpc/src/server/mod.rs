@@ -218,18 +218,19 @@ impl Server {
 
     /// [`Server::serve`], with the accept loops starting on the current runtime and moving to
     /// the runtime whose handle `pool` publishes, once it does (see `daemon::pool`):
-    /// connections accepted from then on are served there, those accepted before stay
-    /// where they are.
+    /// connections accepted from then on are served there, and those accepted before (on
+    /// Unix sockets) move there too, each once it waits for its next call.
     pub(crate) async fn serve_then_move(
         &self,
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()>,
         pool: Option<watch::Receiver<Option<Handle>>>,
     ) -> StopReason {
+        let to_pool = pool.map(|pool| self.to_pool(pool));
         let mut accept_loops = tokio::task::JoinSet::new();
         for listener in listeners {
             let server = self.clone();
-            let pool = pool.clone();
+            let pool = to_pool.clone();
             // Aborting the task drops the guard, which removes our socket file: made here, not
             // inside the task, so that this holds for a task aborted before it first ran.
             let guard = OwnedSocketFile(listener);
@@ -258,15 +259,39 @@ impl Server {
         reason
     }
 
-    /// Accepts on `listener` until `pool` publishes a runtime's handle, then registers the
+    /// How the connections accepted on this runtime move to the runtime whose handle `pool`
+    /// publishes: [`ToPool`], and the task that tells them when.
+    fn to_pool(&self, pool: watch::Receiver<Option<Handle>>) -> ToPool {
+        // With the pool running already, nothing is accepted here: no task needs to wait.
+        let running = pool.borrow().is_some();
+        let (leave, leave_rx) = watch::channel(running);
+        if !running {
+            let mut draining = self.draining.subscribe();
+            let mut published = pool.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = draining.wait_for(|d| *d) => {}
+                    Ok(_) = published.wait_for(Option::is_some) => {}
+                }
+                leave.send_replace(true);
+            });
+        }
+        ToPool {
+            leave: leave_rx,
+            pool: Arc::new(pool),
+        }
+    }
+
+    /// Accepts on `listener` until the pool publishes its handle, then registers the
     /// listener with that runtime and returns both, for the caller to go on there. Without a
     /// pool (or when the move fails) it accepts here until aborted.
     async fn accept_until_moved(
         self,
         mut listener: OwnedSocketFile,
-        pool: Option<watch::Receiver<Option<Handle>>>,
+        to_pool: Option<ToPool>,
     ) -> Option<(OwnedSocketFile, Handle)> {
-        if let Some(mut pool) = pool {
+        if let Some(to_pool) = &to_pool {
+            let mut pool = (*to_pool.pool).clone();
             let published = async {
                 let published = pool.wait_for(Option::is_some).await.map(|h| h.clone());
                 match published {
@@ -279,7 +304,7 @@ impl Server {
                 // A published pool wins: once it runs, nothing more is accepted here.
                 biased;
                 handle = published => handle,
-                () = self.accept_loop(&listener.0) => None,
+                () = self.accept_loop(&listener.0, Some(to_pool)) => None,
             };
             if let Some(handle) = handle {
                 match listener.0.register_with(&handle) {
@@ -289,7 +314,7 @@ impl Server {
                 }
             }
         }
-        self.accept_loop(&listener.0).await;
+        self.accept_loop(&listener.0, to_pool.as_ref()).await;
         None
     }
 
@@ -323,13 +348,14 @@ impl Server {
         )
     }
 
-    /// Accepts connections and spawns a task for each on the current runtime; never returns.
-    async fn accept_loop(&self, listener: &Listener) {
+    /// Accepts connections and spawns a task for each on the current runtime (to move to the
+    /// pool later, with `to_pool`); never returns.
+    async fn accept_loop(&self, listener: &Listener, to_pool: Option<&ToPool>) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => match self.admit(peer) {
                     Some(admitted) => {
-                        tokio::spawn(self.clone().run_connection(admitted, stream, peer));
+                        tokio::spawn(self.clone().run_connection(admitted, stream, peer, to_pool));
                     }
                     None => self.refuse(stream, peer),
                 },
@@ -346,13 +372,18 @@ impl Server {
     /// The connection limits apply: over a limit, the stream is closed at once.
     pub async fn serve_connection(&self, stream: Stream, peer: Option<PeerCredentials>) {
         match self.admit(peer) {
-            Some(admitted) => self.clone().run_connection(admitted, stream, peer).await,
+            Some(admitted) => {
+                self.clone()
+                    .run_connection(admitted, stream, peer, None)
+                    .await
+            }
             None => self.refuse(stream, peer),
         }
     }
 
-    /// The future that serves an admitted connection (see `connection::run`), counted as open
-    /// until it ends.
+    /// The future that serves an admitted connection (see `connection::start`), counted as open
+    /// until it ends. With `to_pool`, a Unix socket's connection moves to the pool once it
+    /// runs (the other streams stay).
     ///
     /// A function that returns the connection's future rather than an `async fn`: an async
     /// function's arguments stay in its future for its whole life, besides the copies its
@@ -363,9 +394,16 @@ impl Server {
         admitted: ActiveConnection,
         stream: Stream,
         peer: Option<PeerCredentials>,
+        to_pool: Option<&ToPool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         ServerStats::bump(&self.stats.connections_accepted);
-        let draining = self.draining.subscribe();
+        // A connection that will move waits for `leave` instead of the drain alone.
+        let (draining, pool) = match to_pool {
+            Some(to_pool) if matches!(stream, Stream::Unix(_)) => {
+                (to_pool.leave.clone(), Some(to_pool.pool.clone()))
+            }
+            _ => (self.draining.subscribe(), None),
+        };
         let (pidfd, pidfd_guard) = match stream.unix_socket_fd() {
             Some(socket) => {
                 let (pidfd, guard) = PeerPidfd::for_socket(socket);
@@ -377,7 +415,7 @@ impl Server {
             credentials: peer,
             pidfd,
         };
-        connection::run(self, admitted, draining, stream, pidfd_guard, peer)
+        connection::start(self, admitted, draining, stream, pidfd_guard, peer, pool)
     }
 
     /// Counts a new connection in, or `None` when a limit is reached.
@@ -427,6 +465,17 @@ impl Server {
             );
         }
     }
+}
+
+/// What lets the connections accepted on a daemon's main runtime move to its worker pool
+/// (see `daemon::pool` and `connection::start`).
+#[derive(Clone)]
+struct ToPool {
+    /// Turns true once the pool runs or the server drains: such a connection waits for this
+    /// instead of the drain alone, and when it fires while the server is not draining, moves.
+    leave: watch::Receiver<bool>,
+    /// The pool's handle, once published (shared: one word in each connection's task).
+    pool: Arc<watch::Receiver<Option<Handle>>>,
 }
 
 /// Closes the listener and removes the socket file it created when dropped.

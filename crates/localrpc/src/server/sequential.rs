@@ -75,7 +75,8 @@ pub(super) const MAX_CALLS_PER_SESSION: u32 = 1024;
 pub(super) const IDLE_AFTER: Duration = Duration::from_millis(25);
 
 /// The connection's socket: registered with the runtime's I/O driver, or, while a thread of
-/// its own serves the connection, a blocking Unix socket the driver no longer watches.
+/// its own serves the connection, a blocking Unix socket the driver no longer watches (also
+/// the form, for a moment, of a socket moving to another runtime).
 pub(super) enum Socket {
     Registered(Stream),
     Blocking(StdUnixStream),
@@ -84,7 +85,8 @@ pub(super) enum Socket {
 }
 
 impl Socket {
-    /// The stream, registering a blocking socket with the runtime again first.
+    /// The stream, registering a blocking socket with the runtime again first (with the
+    /// runtime of the current context: the one whose handle was entered, or whose task this is).
     pub(super) fn registered(&mut self) -> io::Result<&mut Stream> {
         if let Socket::Blocking(_) = self
             && let Socket::Blocking(socket) = std::mem::replace(self, Socket::Gone)
@@ -111,21 +113,35 @@ impl Socket {
     /// and for one whose socket options could not be set (it stays registered). An error
     /// means the runtime could not let go of the socket, which is then closed.
     pub(super) fn make_blocking(&mut self) -> io::Result<bool> {
+        if !self.deregister()? {
+            return Ok(false);
+        }
+        let Socket::Blocking(socket) = &*self else {
+            unreachable!("deregistered");
+        };
+        let made = socket
+            .set_nonblocking(false)
+            .and_then(|()| socket.set_read_timeout(Some(IDLE_AFTER)));
+        if made.is_err() {
+            self.registered()?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Takes a Unix stream out of the runtime's epoll set: it is [`Socket::Blocking`] then,
+    /// though still non-blocking, for sequential mode or for [`Socket::registered`] to
+    /// register it with another runtime (a connection moving to the daemon's worker threads,
+    /// see `connection::start`). `false` for the other streams, which stay registered. An
+    /// error means the runtime could not let go of the socket, which is then closed.
+    pub(super) fn deregister(&mut self) -> io::Result<bool> {
         if !matches!(self, Socket::Registered(Stream::Unix(_))) {
             return Ok(false);
         }
         let Socket::Registered(Stream::Unix(stream)) = std::mem::replace(self, Socket::Gone) else {
             unreachable!("matched above");
         };
-        let socket = stream.into_std()?;
-        let made = socket
-            .set_nonblocking(false)
-            .and_then(|()| socket.set_read_timeout(Some(IDLE_AFTER)));
-        *self = Socket::Blocking(socket);
-        if made.is_err() {
-            self.registered()?;
-            return Ok(false);
-        }
+        *self = Socket::Blocking(stream.into_std()?);
         Ok(true)
     }
 
