@@ -4,11 +4,12 @@
 //!
 //! Creating and starting the pool's worker threads delays a socket-activated daemon's first
 //! reply, most where thread creation is slow: in a small VM, `localrpcd`'s first reply took
-//! 1.29× a plain blocking echo server's (raw-echo) with the multi-thread runtime built first,
-//! and 1.08–1.11× with this. So a socket-activated daemon's main-thread runtime serves its
-//! first caller, and the pool is built when that runtime is about to sleep (`on_thread_park`)
-//! after the caller has been answered (or has left without a call). A daemon that binds its
-//! own sockets has nobody waiting: it builds the pool before it accepts anything.
+//! 1.24–1.31× a plain blocking echo server's (raw-echo) with the multi-thread runtime built
+//! first, and 1.04–1.11× with this. So a socket-activated daemon's main-thread runtime serves
+//! its first caller, and the pool is built when that runtime is about to sleep
+//! (`on_thread_park`) once a call has arrived: after its reply is written, or while its
+//! handler waits for something (or once the caller has left without a call). A daemon that
+//! binds its own sockets has nobody waiting: it builds the pool before it accepts anything.
 //! The accept loops then move to the pool (`Server::serve_then_move`), so later connections
 //! are served there as by a plain multi-thread runtime, sequential mode included. A
 //! connection accepted before (on a Unix socket) moves there too, as soon as it waits for its
@@ -107,8 +108,9 @@ impl Pool {
 }
 
 impl Due {
-    /// Once the server has answered a call or its first connection has closed (or at once,
-    /// when nobody was waiting).
+    /// Once the server has taken a call (the main thread parks after writing its reply, or
+    /// while its handler waits) or its first connection has closed; at once when nobody was
+    /// waiting.
     fn is_now(&self) -> bool {
         if !self.after_first_caller {
             return true;
