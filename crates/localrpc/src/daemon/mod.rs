@@ -215,27 +215,36 @@ impl Daemon {
     /// Runs [`Daemon::run`] on runtimes of its own, and returns when it does. Call from
     /// `main`, outside any async runtime.
     ///
-    /// The daemon starts on a current-thread runtime on the calling thread, and builds tokio's
-    /// multi-thread runtime (its worker threads) before it accepts connections, or under
-    /// socket activation once the caller that started the daemon has been answered, who thus
-    /// does not wait for the worker threads to start.
-    /// Connections accepted from then on are served by the worker threads; those accepted
-    /// before move there once they wait for their next call (TCP connections stay on the
-    /// calling thread until they close). A connection passed as the daemon's only one
-    /// (`Accept=yes`, stdin/stdout) is served on the calling thread alone.
-    /// Handlers run on either runtime, so they must not call `tokio::task::block_in_place`
-    /// (use `spawn_blocking`).
+    /// A daemon that is not socket-activated runs on tokio's multi-thread runtime, as with
+    /// `run`. A socket-activated one starts on a current-thread runtime on the calling thread
+    /// and builds the multi-thread runtime (its worker threads) once the caller that started
+    /// it has been answered, who thus does not wait for the worker threads to start (see
+    /// `daemon/pool.rs`). Connections accepted from then on are served by the worker threads;
+    /// those accepted before move there once they wait for their next call (TCP connections
+    /// stay on the calling thread until they close). A connection passed as the daemon's only
+    /// one (`Accept=yes`) is served on the calling thread alone. Handlers may run on either
+    /// runtime, so they must not call `tokio::task::block_in_place` (use `spawn_blocking`).
     pub fn run_blocking(self, service: Service, options: DaemonOptions) -> Result<(), DaemonError> {
+        let runtime_error = |source| DaemonError::Io {
+            what: "start the async runtime".into(),
+            source,
+        };
+        if self.activation.is_empty() {
+            // Nobody waits for the daemon yet: one runtime, the multi-thread one, from the start
+            // (a second runtime's code and state would only add to its memory).
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(runtime_error)?;
+            return runtime.block_on(self.run(service, options));
+        }
         let pool = Arc::new(pool::Pool::default());
         let on_park = pool.clone();
         let main = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .on_thread_park(move || on_park.on_main_park())
             .build()
-            .map_err(|source| DaemonError::Io {
-                what: "start the async runtime".into(),
-                source,
-            })?;
+            .map_err(runtime_error)?;
         let result = main.block_on(self.run_growing(service, options, Some(&pool)));
         pool.shut_down();
         result
@@ -340,7 +349,7 @@ impl Daemon {
             .ready(&format!("serving on {}", addresses.join(", ")));
         tokio::spawn(reload_loop(reload, control.clone()));
         let moves = pool.map(|pool| {
-            pool.allow(&server, activated);
+            pool.allow(&server);
             pool.subscribe()
         });
         let reason = server

@@ -8,8 +8,8 @@
 //! first, and 1.04–1.11× with this. So a socket-activated daemon's main-thread runtime serves
 //! its first caller, and the pool is built when that runtime is about to sleep
 //! (`on_thread_park`) once a call has arrived: after its reply is written, or while its
-//! handler waits for something (or once the caller has left without a call). A daemon that
-//! binds its own sockets has nobody waiting: it builds the pool before it accepts anything.
+//! handler waits for something (or once the caller has left without a call). (A daemon that
+//! binds its own sockets has nobody waiting: it runs on the multi-thread runtime alone.)
 //! The accept loops then move to the pool (`Server::serve_then_move`), so later connections
 //! are served there as by a plain multi-thread runtime, sequential mode included. A
 //! connection accepted before (on a Unix socket) moves there too, as soon as it waits for its
@@ -38,12 +38,9 @@ pub(super) struct Pool {
     tried: AtomicBool,
 }
 
-/// When the pool is due.
+/// What tells when the pool is due: the server's first call.
 struct Due {
     server: Server,
-    /// Socket-activated: the service manager started the daemon for a caller that waits, so
-    /// wait until it has been answered.
-    after_first_caller: bool,
 }
 
 impl Pool {
@@ -52,19 +49,12 @@ impl Pool {
         self.handle.subscribe()
     }
 
-    /// Allows the pool to be built for `server`: now, or (socket-activated) once its first
-    /// caller has been answered.
-    pub(super) fn allow(&self, server: &Server, after_first_caller: bool) {
+    /// Allows the pool to be built for `server`, once its first caller has been answered.
+    pub(super) fn allow(&self, server: &Server) {
         // Only the daemon's one server is ever given; a second call changes nothing.
         let _ = self.due.set(Due {
             server: server.clone(),
-            after_first_caller,
         });
-        if !after_first_caller {
-            // Nobody is waiting yet: build it before the first connection is accepted, so that
-            // every connection is served by the pool.
-            self.build();
-        }
     }
 
     /// The main runtime's `on_thread_park` hook: builds the pool when it is due, once.
@@ -109,12 +99,8 @@ impl Pool {
 
 impl Due {
     /// Once the server has taken a call (the main thread parks after writing its reply, or
-    /// while its handler waits) or its first connection has closed; at once when nobody was
-    /// waiting.
+    /// while its handler waits) or its first connection has closed.
     fn is_now(&self) -> bool {
-        if !self.after_first_caller {
-            return true;
-        }
         let stats = self.server.stats();
         stats.calls.load(Ordering::Relaxed) > 0
             || (stats.connections_accepted.load(Ordering::Relaxed) > 0
@@ -385,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn a_daemon_on_its_own_socket_serves_every_connection_on_the_pool() {
+    fn a_daemon_on_its_own_socket_serves_every_connection_on_worker_threads() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("own.sock");
         let running = start(Vec::new(), &path, Duration::from_millis(200));
@@ -394,12 +380,12 @@ mod tests {
             assert!(Instant::now() < deadline, "the socket never appeared");
             std::thread::sleep(Duration::from_millis(5));
         }
-        // Nobody waited for the daemon, so the pool was built before anything was accepted.
+        // Nobody waited for the daemon: it runs on the multi-thread runtime alone.
         let mut first = Client::connect(&path);
         assert_ne!(
             first.thread(),
             MAIN,
-            "the first connection is served by the pool"
+            "the first connection is served by a worker thread"
         );
         drop(first);
         assert_eq!(running.join().expect("no panic"), Ok(()));
