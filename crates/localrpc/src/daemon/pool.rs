@@ -32,15 +32,10 @@ pub(super) struct Pool {
     /// The pool itself, taken by [`Pool::shut_down`] (a runtime cannot be dropped from
     /// async code, so it outlives the main runtime's `block_on`).
     runtime: Mutex<Option<Runtime>>,
-    /// Set by the daemon once its server exists; until then the pool is not built.
-    due: OnceLock<Due>,
+    /// The daemon's server, set once it exists: its first call makes the pool due.
+    server: OnceLock<Server>,
     /// Set when the pool's build was attempted.
     tried: AtomicBool,
-}
-
-/// What tells when the pool is due: the server's first call.
-struct Due {
-    server: Server,
 }
 
 impl Pool {
@@ -52,14 +47,12 @@ impl Pool {
     /// Allows the pool to be built for `server`, once its first caller has been answered.
     pub(super) fn allow(&self, server: &Server) {
         // Only the daemon's one server is ever given; a second call changes nothing.
-        let _ = self.due.set(Due {
-            server: server.clone(),
-        });
+        let _ = self.server.set(server.clone());
     }
 
     /// The main runtime's `on_thread_park` hook: builds the pool when it is due, once.
     pub(super) fn on_main_park(&self) {
-        if self.due.get().is_some_and(Due::is_now) {
+        if self.server.get().is_some_and(is_due) {
             self.build();
         }
     }
@@ -97,15 +90,13 @@ impl Pool {
     }
 }
 
-impl Due {
-    /// Once the server has taken a call (the main thread parks after writing its reply, or
-    /// while its handler waits) or its first connection has closed.
-    fn is_now(&self) -> bool {
-        let stats = self.server.stats();
-        stats.calls.load(Ordering::Relaxed) > 0
-            || (stats.connections_accepted.load(Ordering::Relaxed) > 0
-                && self.server.active_connections() == 0)
-    }
+/// Whether the pool is due: once `server` has taken a call (the main thread parks after
+/// writing its reply, or while its handler waits) or its first connection has closed.
+fn is_due(server: &Server) -> bool {
+    let stats = server.stats();
+    stats.calls.load(Ordering::Relaxed) > 0
+        || (stats.connections_accepted.load(Ordering::Relaxed) > 0
+            && server.active_connections() == 0)
 }
 
 #[cfg(test)]

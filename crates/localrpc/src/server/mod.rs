@@ -262,20 +262,16 @@ impl Server {
     /// How the connections accepted on this runtime move to the runtime whose handle `pool`
     /// publishes: [`ToPool`], and the task that tells them when.
     fn to_pool(&self, pool: watch::Receiver<Option<Handle>>) -> ToPool {
-        // With the pool running already, nothing is accepted here: no task needs to wait.
-        let running = pool.borrow().is_some();
-        let (leave, leave_rx) = watch::channel(running);
-        if !running {
-            let mut draining = self.draining.subscribe();
-            let mut published = pool.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = draining.wait_for(|d| *d) => {}
-                    Ok(_) = published.wait_for(Option::is_some) => {}
-                }
-                leave.send_replace(true);
-            });
-        }
+        let (leave, leave_rx) = watch::channel(false);
+        let mut draining = self.draining.subscribe();
+        let mut published = pool.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = draining.wait_for(|d| *d) => {}
+                Ok(_) = published.wait_for(Option::is_some) => {}
+            }
+            leave.send_replace(true);
+        });
         ToPool {
             leave: leave_rx,
             pool: Arc::new(pool),
